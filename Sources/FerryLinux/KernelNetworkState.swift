@@ -89,10 +89,10 @@ public enum RouteScope: Hashable, Sendable {
 public struct NextHop: Hashable, Sendable {
     public var gateway: IPv4Address?
     public var interfaceIndex: Int32
-    /// rtnh_hops + 1, as `ip route` prints it.
-    public var weight: UInt8
+    /// The multipath weight as `ip route` prints and takes it (1…256): rtnh_hops + 1.
+    public var weight: UInt16
 
-    public init(gateway: IPv4Address?, interfaceIndex: Int32, weight: UInt8) {
+    public init(gateway: IPv4Address?, interfaceIndex: Int32, weight: UInt16) {
         self.gateway = gateway
         self.interfaceIndex = interfaceIndex
         self.weight = weight
@@ -288,7 +288,8 @@ final class RouteSocket {
                 hops.append(NextHop(
                     gateway: ipv4Address(rtnl_route_nh_get_gateway(nh)),
                     interfaceIndex: rtnl_route_nh_get_ifindex(nh),
-                    weight: rtnl_route_nh_get_weight(nh)
+                    // libnl returns the raw rtnh_hops, which is the weight minus one.
+                    weight: UInt16(rtnl_route_nh_get_weight(nh)) + 1
                 ))
             }
             out.append(RouteInfo(
