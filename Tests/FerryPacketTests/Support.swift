@@ -55,3 +55,16 @@ struct XorShift64Star: RandomNumberGenerator {
 
     mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in byte() } }
 }
+
+/// The `PacketError` that `body` throws over a copy of `bytes`, or nil if it succeeds.
+func packetError(_ bytes: [UInt8], _ body: (UnsafeMutableRawBufferPointer) throws -> Void) -> PacketError? {
+    var copy = bytes
+    do {
+        try copy.withUnsafeMutableBytes { try body($0) }
+        return nil
+    } catch let error as PacketError {
+        return error
+    } catch {
+        return nil
+    }
+}
