@@ -142,14 +142,19 @@ struct ManifestDecoder {
     }
 
     mutating func unsupported(_ feature: UnsupportedFeature, at i: Index, _ ref: ObjectRef, _ field: @autoclosure () -> String) {
-        if let use = featureUses[feature.rawValue] {
-            featureUses[feature.rawValue] = (use.first, use.count + 1)
-            return
-        }
         let loc = tree.location(i)
+        var count = 1
+        if let use = featureUses[feature.rawValue] {
+            count = use.count + 1
+            // Keep the earliest place in the file (fields are not decoded in file order).
+            if let l = use.first.line, let c = use.first.column, (l, c) <= (loc.line, loc.column) {
+                featureUses[feature.rawValue] = (use.first, count)
+                return
+            }
+        }
         featureUses[feature.rawValue] = (Diagnostic(severity: .warning, code: .unsupportedFeature, file: file,
                                                     line: loc.line, column: loc.column, object: ref.description,
-                                                    field: field(), message: feature.explanation), 1)
+                                                    field: field(), message: feature.explanation), count)
     }
 
     /// Warnings for unsupported features and skipped kinds, one each.
