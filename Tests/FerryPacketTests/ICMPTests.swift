@@ -215,4 +215,24 @@ struct ICMPTests {
         var laterFragment = quote; laterFragment[7] = 0x10
         #expect(attempt(icmpError(quoting: laterFragment)) == (.fragment, false))
     }
+    @Test("A quoted UDP checksum of 0 (none) stays 0 through quoted-packet NAT")
+    func rewriteKeepsZeroUDPChecksum() throws {
+        let offending = PacketBuilder.datagram(
+            IPv4Fields(sourceAddress: Self.client, destinationAddress: Self.backend, protocol: .udp),
+            .udp(UDPFields(sourcePort: 53000, destinationPort: 5353, payload: Array("lookup".utf8))), checksum: .zero)
+        var error = PacketBuilder.datagram(
+            IPv4Fields(sourceAddress: Self.backend, destinationAddress: Self.client, protocol: .icmp),
+            .icmp(ICMPFields(type: .destinationUnreachable, code: 3, payload: Array(offending[..<28]))))
+        try error.withUnsafeMutableBytes { buffer in
+            let icmp = try ICMPView(checking: try IPv4View(checking: buffer).payload)
+            try icmp.rewriteQuotedPacket(source: Self.client, destination: Self.vip, sourcePort: 53000, destinationPort: 53)
+            let quoted = try IPv4View(checkingQuotedHeader: icmp.quotedPacket)
+            #expect(quoted.destinationAddress == Self.vip)
+            #expect(quoted.isHeaderChecksumValid)
+            let udp = UDPView(unchecked: quoted.payload)
+            #expect(udp.destinationPort == 53)
+            #expect(udp.checksum == 0)
+            #expect(icmp.isChecksumValid)
+        }
+    }
 }
