@@ -248,4 +248,115 @@ struct PacketRingTests {
         #expect(f.largest > 1514)
         #expect(left.statistics.framesRejected == 0 && right.statistics.framesRejected == 0)
     }
+    /// Completes a CHECKSUM_PARTIAL TCP or UDP checksum the way skb_checksum_help()
+    /// does: the field holds the folded pseudo-header sum, so summing the L4 segment
+    /// including it and storing the complement gives the full checksum (RFC 1071).
+    private static func completeChecksum(_ f: UnsafeMutableRawBufferPointer) -> Bool {
+        guard f.count >= 34, f[12] == 0x08, f[13] == 0x00 else { return false }
+        let ihl = Int(f[14] & 0x0F) * 4
+        let l4 = 14 + ihl
+        let totalLength = Int(f[16]) << 8 | Int(f[17])
+        let end = 14 + totalLength
+        let field: Int
+        switch f[23] {
+        case 6: field = l4 + 16
+        case 17: field = l4 + 6
+        default: return false
+        }
+        guard end <= f.count, field + 2 <= end else { return false }
+        var sum: UInt32 = 0
+        var i = l4
+        while i + 1 < end {
+            sum += UInt32(f[i]) << 8 | UInt32(f[i + 1])
+            i += 2
+        }
+        if i < end { sum += UInt32(f[i]) << 8 }
+        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+        var result = ~UInt16(sum)
+        if f[23] == 17 && result == 0 { result = 0xFFFF }
+        f[field] = UInt8(result >> 8)
+        f[field + 1] = UInt8(result & 0xFF)
+        return true
+    }
+
+    @Test("without vnet, a userspace bridge carries TCP when it completes CSUMNOTREADY checksums (senders' TSO/GSO off)")
+    func forwardCompletingChecksums() throws {
+        let ns = try TestNamespaces(["b", "a", "c"])
+        try ns.veth("b", "b0", "a", "a1")
+        try ns.veth("a", "a2", "c", "c0")
+        let clientIP = ns.address(1), serverIP = ns.address(2)
+        try ns.ip("b", "addr", "add", "\(clientIP)/24", "dev", "b0")
+        try ns.ip("c", "addr", "add", "\(serverIP)/24", "dev", "c0")
+        // Without a vnet header a super-frame cannot be sent (larger than the MTU), so
+        // the senders must segment; checksum offload stays on, so frames still arrive
+        // CHECKSUM_PARTIAL (KERNEL-NOTES, "Checksums and offloads on veth").
+        for (n, dev) in [("b", "b0"), ("c", "c0")] {
+            try Command.runChecked(["ip", "netns", "exec", ns.name(n), "ethtool", "-K", dev, "tso", "off", "gso", "off"])
+        }
+        let config = PacketRingConfiguration(version: .v2, virtioNetHeader: false)
+        let (left, right) = try ns.run("a") {
+            (try PacketRing(interfaceName: "a1", configuration: config), try PacketRing(interfaceName: "a2", configuration: config))
+        }
+        let stop = try EventFD()
+        let counts = Shared((completed: 0, truncated: 0))
+        let bridge = TestThread {
+            var poller = Poller()
+            _ = poller.add(left.receiveDescriptor)
+            _ = poller.add(right.receiveDescriptor)
+            let wake = poller.add(stop.descriptor)
+            var completed = 0, truncated = 0
+            while true {
+                var n = 0
+                for (from, to) in [(left, right), (right, left)] {
+                    n += from.receive(maxFrames: 64) { f in
+                        guard !f.isTruncated else { truncated += 1; return }
+                        if f.checksumNotReady {
+                            guard Self.completeChecksum(f.bytes) else { return }
+                            completed += 1
+                        }
+                        _ = to.enqueue(copying: UnsafeRawBufferPointer(f.bytes), vnet: nil)
+                    }
+                    to.flush()
+                }
+                if n == 0 {
+                    _ = try? poller.wait(timeoutMilliseconds: 100)
+                    if poller.isReady(wake) { break }
+                }
+            }
+            counts.value = (completed, truncated)
+        }
+        defer {
+            stop.signal()
+            bridge.join()
+        }
+        let listener = try ns.run("c") { try TestSockets.listen(serverIP, 5003) }
+        defer { close(listener) }
+        let received = Shared(0)
+        let server = TestThread {
+            let c = accept(listener, nil, nil)
+            guard c >= 0 else { return }
+            var total = 0
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buf.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                total += n
+            }
+            close(c)
+            received.value = total
+        }
+        let size = 2 << 20
+        let sent = try ns.run("b") { () -> Int in
+            let fd = try TestSockets.connect(serverIP, 5003)
+            defer { close(fd) }
+            return TestSockets.sendPattern(fd, count: size)
+        }
+        server.join()
+        stop.signal()
+        bridge.join()
+        #expect(sent == size)
+        #expect(received.value == size)
+        #expect(counts.value.completed > 0)
+        #expect(counts.value.truncated == 0)
+    }
 }
