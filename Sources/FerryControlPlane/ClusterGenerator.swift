@@ -8,31 +8,38 @@ public enum ClusterGenerator {
     /// LoadBalancer while node ports last) and their EndpointSlices, `endpointsPerService`
     /// endpoints each, split into slices of at most 100 as the EndpointSlice controller does.
     /// Names are `svc-00042`; ClusterIPs are in 10.96.0.0/12, pods in 10.244.0.0/16 (one
-    /// /24 per node), node ports unique in 30000-32767, load-balancer IPs in 198.18.0.0/15.
-    public static func kubectlYAML(services: Int, endpointsPerService: Int, seed: UInt64) -> String {
+    /// /24 per node), node ports unique in `nodePortRange` (kube-apiserver's default
+    /// 30000-32767), load-balancer IPs in 198.18.0.0/15. When node ports run out, the
+    /// remaining Services are ClusterIP, as an API server would refuse more.
+    public static func kubectlYAML(services: Int, endpointsPerService: Int, seed: UInt64,
+                                   nodePortRange: ClosedRange<UInt16> = 30000...32767) -> String {
         var out = ""
         out.reserveCapacity(services * (1200 + endpointsPerService * 330))
-        YAMLEmitter.emitDocument(list(services: services, endpointsPerService: endpointsPerService, seed: seed), into: &out)
+        YAMLEmitter.emitDocument(list(services: services, endpointsPerService: endpointsPerService, seed: seed,
+                                      nodePortRange: nodePortRange), into: &out)
         return out
     }
 
     /// The same cluster as `kubectlYAML`, as `kubectl get -o json` prints it.
-    public static func kubectlJSON(services: Int, endpointsPerService: Int, seed: UInt64) -> String {
+    public static func kubectlJSON(services: Int, endpointsPerService: Int, seed: UInt64,
+                                   nodePortRange: ClosedRange<UInt16> = 30000...32767) -> String {
         var out = ""
         out.reserveCapacity(services * (1800 + endpointsPerService * 520))
-        JSONEmitter.emit(list(services: services, endpointsPerService: endpointsPerService, seed: seed), indent: 0, into: &out)
+        JSONEmitter.emit(list(services: services, endpointsPerService: endpointsPerService, seed: seed,
+                              nodePortRange: nodePortRange), indent: 0, into: &out)
         out += "\n"
         return out
     }
 
     // MARK: The objects
 
-    private static func list(services count: Int, endpointsPerService: Int, seed: UInt64) -> GenValue {
+    private static func list(services count: Int, endpointsPerService: Int, seed: UInt64,
+                             nodePortRange: ClosedRange<UInt16>) -> GenValue {
         var rng = SplitMix64(seed: seed)
         var items: [GenValue] = []
         items.reserveCapacity(count * 2)
-        var nextNodePort = 30000
-        let lastNodePort = 32767
+        var nextNodePort = Int(nodePortRange.lowerBound)
+        let lastNodePort = Int(nodePortRange.upperBound)
         var lbCount: UInt32 = 0
         var externalCount: UInt32 = 0
         var podCounter = 0
