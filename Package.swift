@@ -57,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryAgent", "FerryControlPlane", "FerryCore",
+                "FerryAgent", "FerryControlPlane", "FerryCore", "FerryPacket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

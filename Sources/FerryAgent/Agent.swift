@@ -1,0 +1,277 @@
+import Dispatch
+import FerryControlPlane
+import FerryCore
+import FerryLinux
+import FerryPacket
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+public struct AgentError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// `ferry agent`: owns forwarding in its network namespace.
+///
+/// Threads: the packet loop (one, owns the rings, the pipeline and its conntrack); the
+/// control loop (this thread: netlink notifications, the control-plane file, reloads);
+/// the admin socket; SwiftNIO's event loop for health checks.
+public final class Agent: @unchecked Sendable {
+    let options: AgentOptions
+    let logger: Logger
+    let published: Locked<ForwardingState>
+    let startedAt = Date()
+    private var document: ControlPlaneDocument
+    private var cluster: ClusterConfig
+    private let node: NodeIdentity
+    private let reloadStats = Locked((reloads: UInt64(0), failures: UInt64(0), lastError: String?.none))
+    var reloadStatsSnapshot: (reloads: UInt64, failures: UInt64, lastError: String?) { reloadStats.current }
+    var publishedState: ForwardingState { published.current }
+    private var generation: UInt64 = 1
+
+    public init(options: AgentOptions) throws {
+        self.options = options
+        var logger = Logger(label: "ferry.agent")
+        logger[metadataKey: "node"] = "\(options.nodeName)"
+        self.logger = logger
+        node = NodeIdentity(name: options.nodeName, nodePortAddresses: options.nodePortAddresses)
+        do {
+            document = try ControlPlaneLoader.load(contentsOf: options.configPath)
+        } catch {
+            for d in error.diagnostics { logger.error("\(d)") }
+            throw AgentError(description: "\(options.configPath): \(error.diagnostics.count) error(s); fix the file and start again (`ferry validate` lists them)")
+        }
+        for w in document.warnings { logger.warning("\(w)") }
+        cluster = Agent.mergeCluster(document.cluster, options)
+        let services = ServiceTable(services: document.services, slices: document.slices, node: node,
+                                    cluster: cluster, strategy: options.selection)
+        published = Locked(ForwardingState(services: services, routes: RouteTable(routes: []),
+                                           neighbours: NeighbourTable(), interfaces: InterfaceTable([]),
+                                           cluster: cluster, node: node, generation: 0))
+    }
+
+    /// The file's ClusterConfig, with the command line's kube-proxy flags on top.
+    static func mergeCluster(_ fromFile: ClusterConfig?, _ o: AgentOptions) -> ClusterConfig {
+        var c = fromFile ?? ClusterConfig()
+        if !o.clusterCIDRs.isEmpty { c.clusterCIDRs = o.clusterCIDRs }
+        if o.masqueradeAll { c.masqueradeAll = true }
+        return c
+    }
+
+    static func nodePorts(_ services: [ServiceSpec]) -> [(ServiceProtocol, UInt16)] {
+        var out: [(ServiceProtocol, UInt16)] = []
+        for s in services where s.isProxied && (s.type == .nodePort || s.type == .loadBalancer) {
+            for p in s.ports { if let n = p.nodePort { out.append((p.protocol, n)) } }
+        }
+        return out
+    }
+
+    public func run() throws {
+        guard getuid() == 0 else { throw AgentError(description: "ferry agent needs root (AF_PACKET sockets, sysctls, nftables)") }
+        logger.info("starting on node \(options.nodeName): \(document.summary)")
+
+        // Kernel state first: everything else is derived from it.
+        let monitor: NetlinkMonitor
+        do { monitor = try NetlinkMonitor() } catch { throw AgentError(description: "netlink: \(error)") }
+        publishKernel(monitor.state)
+
+        let kernel = KernelSetup(snatRange: cluster.snatPortRange, logger: logger)
+        try kernel.apply(nodePorts: Agent.nodePorts(document.services))
+        defer { kernel.undo() }
+
+        // The pipeline and its tables, restored from a previous run when asked.
+        let conntrack = ConntrackTable(capacity: options.conntrackCapacity)
+        if let path = options.conntrackStatePath, let data = FileManager.default.contents(atPath: path) {
+            if let records = try? JSONDecoder().decode([ConntrackRecord].self, from: data) {
+                let n = conntrack.restore(records, now: Timestamp(nanoseconds: MonotonicClock.now()))
+                logger.info("restored \(n) of \(records.count) conntrack entries from \(path)")
+            }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+        let pipeline = Pipeline(config: PipelineConfig(completePartialChecksums: !options.vnetHeader),
+                                conntrack: conntrack, affinity: AffinityTable(capacity: 65_536),
+                                snat: SNATPortAllocator(range: cluster.snatPortRange))
+        let loop = try PacketLoop(options: options, published: published, pipeline: pipeline, logger: logger)
+        let loopThread = Thread { loop.run() }
+        loopThread.name = "ferry-packets"
+        loopThread.stackSize = 8 << 20
+        loopThread.start()
+
+        // Health checks (kube-proxy's), metrics, admin API.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let (hzHost, hzPort) = splitHostPort(options.healthzBindAddress, defaultPort: ProxyHealthServer.defaultPort)
+        let proxyHealth = ProxyHealthServer(host: hzHost, port: hzPort, logger: logger)
+        let serviceHealth = ServiceHealthServer(nodeAddresses: [], proxyHealth: proxyHealth, group: group, logger: logger)
+        do { try blocking { try await proxyHealth.start(group: group) } } catch {
+            logger.error("healthz not served: \(error)")
+        }
+        proxyHealth.updated()
+        syncHealth(serviceHealth)
+
+        try? FileManager.default.createDirectory(atPath: (options.adminSocket as NSString).deletingLastPathComponent,
+                                                 withIntermediateDirectories: true)
+        let admin = try AdminServer(path: options.adminSocket) { [self] req in self.answer(req, loop: loop) }
+        admin.start()
+        var metrics: MetricsServer? = nil
+        if let bind = options.metricsBindAddress {
+            let (h, p) = splitHostPort(bind, defaultPort: 10249)
+            do {
+                metrics = try MetricsServer(host: h, port: p) { [self] in self.prometheusText(loop: loop) }
+                metrics?.start()
+            } catch {
+                logger.error("metrics not served on \(bind): \(error)")
+            }
+        }
+
+        // SIGTERM / SIGINT end the control loop; everything is undone below.
+        let stop = try EventFD()
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { stop.signal() }
+            s.resume()
+            return s
+        }
+
+        let directory = (options.configPath as NSString).deletingLastPathComponent
+        let fileName = (options.configPath as NSString).lastPathComponent
+        let watcher = try DirectoryWatcher(path: directory.isEmpty ? "." : directory)
+        logger.info("watching \(options.configPath) for changes")
+
+        var poller = Poller(capacity: 4)
+        let tStop = poller.add(stop.descriptor)
+        let tNetlink = poller.add(monitor.descriptor)
+        let tFile = poller.add(watcher.descriptor)
+        var reloadAt: UInt64? = nil
+        while true {
+            var timeout: Int32 = 1000
+            if let at = reloadAt {
+                let now = MonotonicClock.now()
+                timeout = at > now ? Int32(min((at - now) / 1_000_000 + 1, 1000)) : 0
+            }
+            _ = try? poller.wait(timeoutMilliseconds: timeout)
+            if poller.isReady(tStop) { break }
+            if poller.isReady(tNetlink) {
+                do {
+                    if try monitor.processEvents() { publishKernel(monitor.state) }
+                } catch {
+                    logger.error("netlink: \(error)")
+                }
+            }
+            if poller.isReady(tFile) {
+                let names = (try? watcher.readEvents()) ?? []
+                if names.contains(fileName) {
+                    if reloadAt == nil { proxyHealth.queuedUpdate() }
+                    reloadAt = MonotonicClock.now() + UInt64(options.reloadDebounceMs) * 1_000_000
+                }
+            }
+            if let at = reloadAt, MonotonicClock.now() >= at {
+                reloadAt = nil
+                reload(loop: loop, kernel: kernel, health: serviceHealth)
+                proxyHealth.updated()
+            }
+        }
+
+        logger.info("stopping")
+        for s in sources { s.cancel() }
+        if let path = options.conntrackStatePath {
+            let box = Locked<[ConntrackRecord]>([])
+            let sem = DispatchSemaphore(value: 0)
+            loop.submit(.exportConntrack(reply: { r in box.withLock { $0 = r }; sem.signal() }))
+            if sem.wait(timeout: .now() + 2) == .success,
+               let data = try? JSONEncoder().encode(box.current) {
+                FileManager.default.createFile(atPath: path, contents: data)
+                logger.info("saved \(box.current.count) conntrack entries to \(path)")
+            }
+        }
+        loop.stop()
+        while !loopThread.isFinished { usleep(1000) }
+        admin.stop()
+        metrics?.stop()
+        try? blocking { await serviceHealth.shutdown() }
+        try? blocking { await proxyHealth.stop() }
+        try? group.syncShutdownGracefully()
+        logger.info("stopped; namespace changes undone")
+    }
+
+    // MARK: Publishing
+
+    private func publishKernel(_ k: KernelNetworkState) {
+        let forwarding = KernelTables.forwardingInterfaces(k, wanted: options.interfaces)
+        published.withLock { current in
+            generation += 1
+            current = current.with(routes: KernelTables.routes(k), neighbours: KernelTables.neighbours(k),
+                                   interfaces: KernelTables.interfaces(k, forwarding: forwarding), generation: generation)
+        }
+    }
+
+    private func reload(loop: PacketLoop, kernel: KernelSetup, health: ServiceHealthServer) {
+        let t0 = MonotonicClock.now()
+        let doc: ControlPlaneDocument
+        do {
+            doc = try ControlPlaneLoader.load(contentsOf: options.configPath)
+        } catch {
+            for d in error.diagnostics { logger.error("reload refused: \(d)") }
+            let summary = error.diagnostics.first.map { "\($0)" } ?? "invalid file"
+            reloadStats.withLock { $0.failures += 1; $0.lastError = summary }
+            logger.error("reload refused: \(error.diagnostics.count) error(s); the last good Service table stays in force")
+            return
+        }
+        for w in doc.warnings { logger.warning("\(w)") }
+        let newCluster = Agent.mergeCluster(doc.cluster, options)
+        if newCluster.snatPortRange != cluster.snatPortRange {
+            logger.warning("snatPortRange changed in the file; it takes effect when the agent restarts")
+        }
+        var effective = newCluster
+        effective.snatPortRange = cluster.snatPortRange
+        let previous = published.current.services
+        let table = ServiceTable(services: doc.services, slices: doc.slices, node: node, cluster: effective,
+                                 strategy: options.selection, reusing: previous)
+        let diff = ControlPlaneDiff(old: document, new: doc)
+        published.withLock { current in
+            generation += 1
+            current = current.with(services: table, cluster: effective, generation: generation)
+        }
+        let elapsed = Double(MonotonicClock.now() - t0) / 1e6
+        document = doc
+        cluster = effective
+        reloadStats.withLock { $0.reloads += 1 }
+        logger.info("reloaded in \(String(format: "%.1f", elapsed)) ms: \(doc.summary); \(diff.isEmpty ? "no change" : diff.description)")
+        // kube-proxy clears UDP conntrack entries to endpoints that left, so clients of a
+        // UDP Service (DNS above all) are not blackholed until the entry times out. TCP
+        // entries are kept: the endpoint may still be draining (terminating), and a dead
+        // one makes the client's retransmits fail into a new flow after the timeout.
+        let gone = Set(diff.removedEndpoints.map(\.address.value))
+        if !gone.isEmpty { loop.submit(.purgeUDP(endpoints: gone)) }
+        do {
+            try kernel.installTable(nodePorts: Agent.nodePorts(doc.services))
+        } catch {
+            logger.error("nft update failed: \(error)")
+        }
+        syncHealth(health)
+    }
+
+    private func syncHealth(_ health: ServiceHealthServer) {
+        let ports = ServiceHealthServer.healthCheckNodePorts(document.services)
+        let local = ServiceHealthServer.localReadyEndpointCounts(document.slices, nodeName: options.nodeName)
+        do {
+            try blocking { try await health.sync(services: ports, localEndpoints: local) }
+        } catch {
+            logger.error("health checks: \(error)")
+        }
+    }
+}
+
+/// Runs async work from a plain thread and waits for it.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let sem = DispatchSemaphore(value: 0)
+    let box = Locked<Result<T, any Error>?>(nil)
+    Task {
+        do { let v = try await body(); box.withLock { $0 = .success(v) } } catch { box.withLock { $0 = .failure(error) } }
+        sem.signal()
+    }
+    sem.wait()
+    return try box.current!.get()
+}

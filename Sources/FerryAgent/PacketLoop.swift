@@ -1,0 +1,242 @@
+import FerryCore
+import FerryLinux
+import FerryPacket
+import Foundation
+import Logging
+
+/// A value guarded by a lock, for the few things threads share.
+final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+    var current: Value { withLock { $0 } }
+}
+
+/// Per-interface I/O counters the loop keeps beside the ring's own.
+struct InterfaceCounters: Sendable {
+    var name = ""
+    var rxFrames: UInt64 = 0
+    var rxBytes: UInt64 = 0
+    var truncated: UInt64 = 0
+    var txFrames: UInt64 = 0
+    var txRingFull: UInt64 = 0
+    var sendErrors: UInt64 = 0
+}
+
+/// What the loop reports to `ferry stats`.
+struct LoopStatistics: Sendable {
+    var pipeline = PipelineCounters()
+    var interfaces: [Int32: InterfaceCounters] = [:]
+    var conntrackCount = 0
+    var conntrackCapacity = 0
+    var conntrack = ConntrackCounters()
+    var snat = SNATPortAllocator.Counters()
+    var affinity: AffinityTable.Counters? = nil
+    var neighbourRequests: UInt64 = 0
+    var batches: UInt64 = 0
+}
+
+/// Requests other threads hand the packet loop; it serves them between batches, so the
+/// conntrack table keeps a single owner and needs no lock.
+enum LoopCommand: @unchecked Sendable {
+    case purgeUDP(endpoints: Set<UInt32>)
+    case listConntrack(limit: Int, reply: @Sendable ([ConntrackEntry], Timestamp) -> Void)
+    case statistics(reply: @Sendable (LoopStatistics) -> Void)
+    case exportConntrack(reply: @Sendable ([ConntrackRecord]) -> Void)
+}
+
+/// The forwarding thread: one poll over every interface's ring, a batch from each, the
+/// pipeline on every frame in place, forwarded frames copied once into the egress TX
+/// ring, one flush per ring per batch.
+final class PacketLoop: @unchecked Sendable {
+    static let batchSize = 256
+    private let options: AgentOptions
+    private let published: Locked<ForwardingState>
+    private let commands = Locked<[LoopCommand]>([])
+    let wake: EventFD
+    private let stopRequested = Locked(false)
+    private var pipeline: Pipeline
+    private var rings: [Int32: PacketRing] = [:]
+    private var ringOrder: [PacketRing] = []
+    private var counters: [Int32: InterfaceCounters] = [:]
+    private var ringGeneration: UInt64 = .max
+    private let logger: Logger
+    private var neighbourRequests: UInt64 = 0
+    private var batches: UInt64 = 0
+
+    init(options: AgentOptions, published: Locked<ForwardingState>, pipeline: Pipeline, logger: Logger) throws {
+        self.options = options
+        self.published = published
+        self.pipeline = pipeline
+        self.logger = logger
+        wake = try EventFD()
+    }
+
+    func submit(_ c: LoopCommand) {
+        commands.withLock { $0.append(c) }
+        wake.signal()
+    }
+
+    func stop() {
+        stopRequested.withLock { $0 = true }
+        wake.signal()
+    }
+
+    private func ringConfiguration() -> PacketRingConfiguration {
+        var c = PacketRingConfiguration(version: options.ring == .v2 ? .v2 : .v3, virtioNetHeader: options.vnetHeader)
+        c.retireTimeoutMilliseconds = options.ringTimeoutMs
+        return c
+    }
+
+    /// Opens rings for new forwarding interfaces and closes those gone. Slow path: runs
+    /// only when the published state's generation changed.
+    private func reconcileRings(_ state: ForwardingState) {
+        let wanted = Set(state.interfaces.all.filter(\.isForwarding).map(\.index.rawValue))
+        for index in rings.keys where !wanted.contains(index) {
+            logger.info("interface \(index) gone or no longer forwarded: ring closed")
+            rings[index] = nil
+        }
+        for index in wanted where rings[index] == nil {
+            do {
+                rings[index] = try PacketRing(interfaceIndex: index, configuration: ringConfiguration())
+                let name = state.interfaces[InterfaceIndex(index)]?.name ?? "if\(index)"
+                counters[index, default: InterfaceCounters()].name = name
+                logger.info("forwarding on \(name) (ifindex \(index)), ring \(options.ring.rawValue), vnet header \(options.vnetHeader ? "on" : "off")")
+            } catch {
+                logger.error("cannot open a packet ring on ifindex \(index): \(error)")
+            }
+        }
+        ringOrder = rings.keys.sorted().compactMap { rings[$0] }
+    }
+
+    func run() {
+        var state = published.current
+        var poller = Poller(capacity: 16)
+        var pollGeneration: UInt64 = .max
+        var noTrace = NoTrace()
+        while !stopRequested.current {
+            // A new snapshot is picked up between batches, never within one.
+            let latest = published.current
+            if latest !== state || ringGeneration == .max {
+                state = latest
+                if ringGeneration != state.generation {
+                    reconcileRings(state)
+                    ringGeneration = state.generation
+                }
+            }
+            if pollGeneration != ringGeneration {
+                poller = Poller(capacity: ringOrder.count + 1)
+                _ = poller.add(wake.descriptor)
+                for r in ringOrder { _ = poller.add(r.receiveDescriptor) }
+                pollGeneration = ringGeneration
+            }
+            // 100 ms bounds how late conntrack expiry and commands can be at idle.
+            _ = try? poller.wait(timeoutMilliseconds: 100)
+            _ = wake.drain()
+
+            let now = Timestamp(nanoseconds: MonotonicClock.now())
+            for ring in ringOrder {
+                let ifindex = ring.interfaceIndex
+                var rxFrames: UInt64 = 0, rxBytes: UInt64 = 0, truncated: UInt64 = 0
+                _ = ring.receive(maxFrames: Self.batchSize) { frame in
+                    rxFrames &+= 1
+                    rxBytes &+= UInt64(frame.length)
+                    if frame.isTruncated {
+                        truncated &+= 1
+                        return
+                    }
+                    let partial = frame.vnet?.needsChecksum ?? frame.checksumNotReady
+                    let info = FrameInfo(ingress: InterfaceIndex(frame.interfaceIndex), l4ChecksumPartial: partial,
+                                         isGSO: frame.vnet?.isGSO ?? false)
+                    let room = UnsafeMutableRawBufferPointer(start: frame.bytes.baseAddress, count: max(frame.capacity, frame.bytes.count))
+                    let verdict = pipeline.process(room, length: frame.bytes.count, info: info, now: now, state: state,
+                                                   tracer: &noTrace)
+                    switch verdict {
+                    case .forward(let egress):
+                        transmit(UnsafeRawBufferPointer(frame.bytes), vnet: frame.vnet, on: egress.rawValue)
+                    case .reject(let egress, let length, _):
+                        transmit(UnsafeRawBufferPointer(rebasing: room[0..<length]), vnet: nil, on: egress.rawValue)
+                    case .pass, .drop:
+                        break
+                    }
+                }
+                if rxFrames > 0 {
+                    counters[ifindex, default: InterfaceCounters()].rxFrames &+= rxFrames
+                    counters[ifindex, default: InterfaceCounters()].rxBytes &+= rxBytes
+                    counters[ifindex, default: InterfaceCounters()].truncated &+= truncated
+                }
+            }
+            for ring in ringOrder where ring.pendingTransmits > 0 { ring.flush() }
+            batches &+= 1
+
+            pipeline.neighbourRequests.drain { interface, address in
+                neighbourRequests &+= 1
+                do {
+                    try requestNeighbourResolution(address: address, interfaceIndex: interface.rawValue)
+                } catch {
+                    logger.debug("neighbour resolution of \(address) on \(interface) failed: \(error)")
+                }
+            }
+            _ = pipeline.conntrack.expire(now: now, budget: 256)
+            serveCommands(now: now)
+        }
+    }
+
+    @inline(__always)
+    private func transmit(_ bytes: UnsafeRawBufferPointer, vnet: VirtioNetHeader?, on egress: Int32) {
+        guard let ring = rings[egress] else {
+            counters[egress, default: InterfaceCounters()].sendErrors &+= 1
+            return
+        }
+        let header: VirtioNetHeader? = options.vnetHeader ? (vnet ?? VirtioNetHeader.none) : nil
+        if ring.enqueue(copying: bytes, vnet: header) {
+            counters[egress, default: InterfaceCounters()].txFrames &+= 1
+        } else {
+            // Full: count and drop, never spin (the TX ring is flushed every batch).
+            counters[egress, default: InterfaceCounters()].txRingFull &+= 1
+            pipeline.counters.byReason[Int(DropReason.txRingFull.rawValue)] &+= 1
+        }
+    }
+
+    private func serveCommands(now: Timestamp) {
+        let pending: [LoopCommand] = commands.withLock { c in
+            defer { c.removeAll(keepingCapacity: true) }
+            return c
+        }
+        for c in pending {
+            switch c {
+            case .purgeUDP(let endpoints):
+                let n = pipeline.conntrack.removeAll { e in
+                    e.original.protocol == .udp && endpoints.contains(e.reply.source.value)
+                }
+                if n > 0 { logger.info("removed \(n) UDP conntrack entries to endpoints that left (as kube-proxy does)") }
+            case .listConntrack(let limit, let reply):
+                var rows: [ConntrackEntry] = []
+                pipeline.conntrack.forEach { _, e in if rows.count < limit { rows.append(e) } }
+                reply(rows, now)
+            case .statistics(let reply):
+                var s = LoopStatistics()
+                s.pipeline = pipeline.counters
+                for (i, r) in rings {
+                    counters[i, default: InterfaceCounters()].sendErrors = r.statistics.sendErrors
+                }
+                s.interfaces = counters
+                s.conntrackCount = pipeline.conntrack.count
+                s.conntrackCapacity = pipeline.conntrack.capacity
+                s.conntrack = pipeline.conntrack.counters
+                s.snat = pipeline.snat.counters
+                s.affinity = pipeline.affinity.counters
+                s.neighbourRequests = neighbourRequests
+                s.batches = batches
+                reply(s)
+            case .exportConntrack(let reply):
+                reply(pipeline.conntrack.export(now: now))
+            }
+        }
+    }
+}

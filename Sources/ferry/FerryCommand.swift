@@ -1,0 +1,150 @@
+import ArgumentParser
+import FerryAgent
+import FerryControlPlane
+import FerryCore
+import FerryPacket
+import Foundation
+import Logging
+
+@main
+struct Ferry: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ferry",
+        abstract: "A userspace Kubernetes Service dataplane on AF_PACKET rings.",
+        subcommands: [AgentCommand.self, Validate.self, ServiceCommand.self, ConntrackCommand.self,
+                      Stats.self]
+    )
+}
+
+/// Where `ferry agent` listens and the other subcommands connect by default.
+let defaultAdminSocket = "/run/ferry/admin.sock"
+
+struct AdminOptions: ParsableArguments {
+    @Option(name: .customLong("admin-socket"), help: "The agent's admin Unix socket.")
+    var adminSocket: String = defaultAdminSocket
+
+    @Flag(name: .customLong("json"), help: "Print the agent's JSON answer as is.")
+    var json = false
+
+    func fetch<T: Decodable>(_ command: AdminCommand, limit: Int? = nil, as: T.Type) throws -> (T, Data) {
+        let data = try AdminClient.request(AdminRequest(command: command, limit: limit), socketPath: adminSocket)
+        if let err = try? JSONDecoder().decode([String: String].self, from: data), let m = err["error"] {
+            throw ValidationError(m)
+        }
+        return (try JSONDecoder().decode(T.self, from: data), data)
+    }
+}
+
+struct AgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run the node agent in this network namespace (root)."
+    )
+
+    @Option(name: .customLong("config"), help: "The control-plane file: Services and EndpointSlices (YAML or JSON).")
+    var config: String
+
+    @Option(name: .customLong("hostname-override"), help: "This node's name, as EndpointSlices' nodeName spells it.")
+    var hostname: String?
+
+    @Option(name: .customLong("cluster-cidr"), help: "Pod CIDR(s), comma-separated; traffic from here is pod traffic.")
+    var clusterCIDR: String?
+
+    @Option(name: .customLong("nodeport-addresses"), help: "CIDRs whose local addresses answer NodePorts (default: all).")
+    var nodePortAddresses: String?
+
+    @Flag(name: .customLong("masquerade-all"), help: "Masquerade all Service traffic.")
+    var masqueradeAll = false
+
+    @Option(name: .customLong("healthz-bind-address"), help: "ip:port for /healthz and /livez.")
+    var healthzBindAddress: String = "0.0.0.0:10256"
+
+    @Option(name: .customLong("metrics-bind-address"), help: "ip:port for Prometheus /metrics (empty: off).")
+    var metricsBindAddress: String = "127.0.0.1:10249"
+
+    @Option(name: .customLong("interfaces"), help: "Interfaces to forward on, comma-separated (default: every non-loopback interface).")
+    var interfaces: String?
+
+    @Option(name: .customLong("admin-socket"), help: "The admin Unix socket (mode 0600).")
+    var adminSocket: String = defaultAdminSocket
+
+    @Option(name: .customLong("conntrack-max"), help: "Conntrack table capacity (entries).")
+    var conntrackMax: Int = 262_144
+
+    @Option(name: .customLong("ring"), help: "Packet ring: v3 (blocks; best throughput) or v2 (frame by frame; lowest latency).")
+    var ring: String = "v3"
+
+    @Option(name: .customLong("ring-timeout-ms"), help: "TPACKET_V3 block retire timeout in milliseconds.")
+    var ringTimeoutMs: Int = 1
+
+    @Flag(inversion: .prefixedNo, help: "Use PACKET_VNET_HDR so GSO super-frames and partial checksums pass whole.")
+    var vnetHeader = true
+
+    @Option(name: .customLong("selection"), help: "Backend selection: maglev or random.")
+    var selection: String = "maglev"
+
+    @Option(name: .customLong("conntrack-state"), help: "Save conntrack entries here on exit and restore them at start (upgrades keep live flows).")
+    var conntrackState: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var o = AgentOptions(configPath: config)
+        o.nodeName = hostname ?? ProcessInfo.processInfo.hostName
+        o.clusterCIDRs = try parsePrefixes(clusterCIDR, flag: "--cluster-cidr")
+        o.nodePortAddresses = try parsePrefixes(nodePortAddresses, flag: "--nodeport-addresses")
+        o.masqueradeAll = masqueradeAll
+        o.healthzBindAddress = healthzBindAddress
+        o.metricsBindAddress = metricsBindAddress.isEmpty ? nil : metricsBindAddress
+        o.interfaces = interfaces.map { $0.split(separator: ",").map(String.init) }
+        o.adminSocket = adminSocket
+        o.conntrackCapacity = conntrackMax
+        guard let r = AgentOptions.RingKind(rawValue: ring) else { throw ValidationError("--ring must be v2 or v3") }
+        o.ring = r
+        o.ringTimeoutMs = ringTimeoutMs
+        o.vnetHeader = vnetHeader
+        o.conntrackStatePath = conntrackState
+        switch selection {
+        case "maglev": o.selection = .maglev()
+        case "random": o.selection = .random
+        default: throw ValidationError("--selection must be maglev or random")
+        }
+        try Agent(options: o).run()
+    }
+}
+
+func parsePrefixes(_ text: String?, flag: String) throws -> [IPv4Prefix] {
+    guard let text, !text.isEmpty else { return [] }
+    return try text.split(separator: ",").map {
+        guard let p = IPv4Prefix($0.trimmingCharacters(in: .whitespaces)) else {
+            throw ValidationError("\(flag): '\($0)' is not an IPv4 CIDR")
+        }
+        return p
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a control-plane file; print every error with file, line and field."
+    )
+    @Argument(help: "The control-plane file.") var file: String
+
+    func run() throws {
+        do {
+            let doc = try ControlPlaneLoader.load(contentsOf: file)
+            for w in doc.warnings { print("warning: \(w)") }
+            print(doc.summary)
+        } catch {
+            for d in error.diagnostics { print("error: \(d)") }
+            print("\(file): \(error.diagnostics.count) error(s); not valid")
+            throw ExitCode(1)
+        }
+    }
+}
