@@ -97,7 +97,7 @@ def default_description(nodes=3, placement=(2, 1)):
          "externalTrafficPolicy": "Cluster"},
         {"name": "web-local", "namespace": "default", "type": "NodePort", "clusterIP": "10.96.0.12",
          "selector": web, "ports": [dict(http, nodePort=30081)],
-         "externalTrafficPolicy": "Local", "healthCheckNodePort": 32081},
+         "externalTrafficPolicy": "Local"},
         {"name": "web-lb", "namespace": "default", "type": "LoadBalancer", "clusterIP": "10.96.0.13",
          "selector": web, "ports": [dict(http, nodePort=30082)],
          "externalTrafficPolicy": "Local", "healthCheckNodePort": 32082,
