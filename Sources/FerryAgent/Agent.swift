@@ -22,8 +22,9 @@ public final class Agent: @unchecked Sendable {
     let logger: Logger
     let published: Locked<ForwardingState>
     let startedAt = Date()
-    private var document: ControlPlaneDocument
-    private var cluster: ClusterConfig
+    private let sync: ServiceSync
+    private var document: ControlPlaneDocument { sync.document }
+    private var cluster: ClusterConfig { sync.cluster }
     private let node: NodeIdentity
     private let reloadStats = Locked((reloads: UInt64(0), failures: UInt64(0), lastError: String?.none))
     var reloadStatsSnapshot: (reloads: UInt64, failures: UInt64, lastError: String?) { reloadStats.current }
@@ -37,26 +38,16 @@ public final class Agent: @unchecked Sendable {
         self.logger = logger
         node = NodeIdentity(name: options.nodeName, nodePortAddresses: options.nodePortAddresses)
         do {
-            document = try ControlPlaneLoader.load(contentsOf: options.configPath)
+            sync = try ServiceSync(path: options.configPath, node: node, strategy: options.selection,
+                                   clusterCIDRs: options.clusterCIDRs, masqueradeAll: options.masqueradeAll)
         } catch {
             for d in error.diagnostics { logger.error("\(d)") }
             throw AgentError(description: "\(options.configPath): \(error.diagnostics.count) error(s); fix the file and start again (`ferry validate` lists them)")
         }
-        for w in document.warnings { logger.warning("\(w)") }
-        cluster = Agent.mergeCluster(document.cluster, options)
-        let services = ServiceTable(services: document.services, slices: document.slices, node: node,
-                                    cluster: cluster, strategy: options.selection)
-        published = Locked(ForwardingState(services: services, routes: RouteTable(routes: []),
+        for w in sync.document.warnings { logger.warning("\(w)") }
+        published = Locked(ForwardingState(services: sync.table, routes: RouteTable(routes: []),
                                            neighbours: NeighbourTable(), interfaces: InterfaceTable([]),
-                                           cluster: cluster, node: node, generation: 0))
-    }
-
-    /// The file's ClusterConfig, with the command line's kube-proxy flags on top.
-    static func mergeCluster(_ fromFile: ClusterConfig?, _ o: AgentOptions) -> ClusterConfig {
-        var c = fromFile ?? ClusterConfig()
-        if !o.clusterCIDRs.isEmpty { c.clusterCIDRs = o.clusterCIDRs }
-        if o.masqueradeAll { c.masqueradeAll = true }
-        return c
+                                           cluster: sync.cluster, node: node, generation: 0))
     }
 
     static func nodePorts(_ services: [ServiceSpec]) -> [(ServiceProtocol, UInt16)] {
@@ -208,49 +199,32 @@ public final class Agent: @unchecked Sendable {
     }
 
     private func reload(loop: PacketLoop, kernel: KernelSetup, health: ServiceHealthServer) {
-        let t0 = MonotonicClock.now()
-        let doc: ControlPlaneDocument
-        do {
-            doc = try ControlPlaneLoader.load(contentsOf: options.configPath)
-        } catch {
+        switch sync.reload() {
+        case .refused(let error):
             for d in error.diagnostics { logger.error("reload refused: \(d)") }
             let summary = error.diagnostics.first.map { "\($0)" } ?? "invalid file"
             reloadStats.withLock { $0.failures += 1; $0.lastError = summary }
             logger.error("reload refused: \(error.diagnostics.count) error(s); the last good Service table stays in force")
-            return
+        case .applied(let a):
+            for w in a.warnings { logger.warning("\(w)") }
+            if a.snatRangeChangeIgnored {
+                logger.warning("snatPortRange changed in the file; it takes effect when the agent restarts")
+            }
+            published.withLock { current in
+                generation += 1
+                current = current.with(services: a.table, cluster: a.cluster, generation: generation)
+            }
+            reloadStats.withLock { $0.reloads += 1 }
+            let ms = String(format: "%.1f", Double(a.elapsedNanoseconds) / 1e6)
+            logger.info("reloaded in \(ms) ms: \(sync.document.summary); \(a.diff.isEmpty ? "no change" : a.diff.description)")
+            if !a.removedUDPBackends.isEmpty { loop.submit(.purgeUDP(a.removedUDPBackends)) }
+            do {
+                try kernel.installTable(nodePorts: Agent.nodePorts(sync.document.services))
+            } catch {
+                logger.error("nft update failed: \(error)")
+            }
+            syncHealth(health)
         }
-        for w in doc.warnings { logger.warning("\(w)") }
-        let newCluster = Agent.mergeCluster(doc.cluster, options)
-        if newCluster.snatPortRange != cluster.snatPortRange {
-            logger.warning("snatPortRange changed in the file; it takes effect when the agent restarts")
-        }
-        var effective = newCluster
-        effective.snatPortRange = cluster.snatPortRange
-        let previous = published.current.services
-        let table = ServiceTable(services: doc.services, slices: doc.slices, node: node, cluster: effective,
-                                 strategy: options.selection, reusing: previous)
-        let diff = ControlPlaneDiff(old: document, new: doc)
-        published.withLock { current in
-            generation += 1
-            current = current.with(services: table, cluster: effective, generation: generation)
-        }
-        let elapsed = Double(MonotonicClock.now() - t0) / 1e6
-        document = doc
-        cluster = effective
-        reloadStats.withLock { $0.reloads += 1 }
-        logger.info("reloaded in \(String(format: "%.1f", elapsed)) ms: \(doc.summary); \(diff.isEmpty ? "no change" : diff.description)")
-        // kube-proxy clears UDP conntrack entries to endpoints that left, so clients of a
-        // UDP Service (DNS above all) are not blackholed until the entry times out. TCP
-        // entries are kept: the endpoint may still be draining (terminating), and a dead
-        // one makes the client's retransmits fail into a new flow after the timeout.
-        let gone = Set(diff.removedEndpoints.map(\.address.value))
-        if !gone.isEmpty { loop.submit(.purgeUDP(endpoints: gone)) }
-        do {
-            try kernel.installTable(nodePorts: Agent.nodePorts(doc.services))
-        } catch {
-            logger.error("nft update failed: \(error)")
-        }
-        syncHealth(health)
     }
 
     private func syncHealth(_ health: ServiceHealthServer) {

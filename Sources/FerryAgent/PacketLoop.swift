@@ -44,7 +44,7 @@ struct LoopStatistics: Sendable {
 /// Requests other threads hand the packet loop; it serves them between batches, so the
 /// conntrack table keeps a single owner and needs no lock.
 enum LoopCommand: @unchecked Sendable {
-    case purgeUDP(endpoints: Set<UInt32>)
+    case purgeUDP(Set<RemovedUDPBackend>)
     case listConntrack(limit: Int, reply: @Sendable ([ConntrackEntry], Timestamp) -> Void)
     case statistics(reply: @Sendable (LoopStatistics) -> Void)
     case exportConntrack(reply: @Sendable ([ConntrackRecord]) -> Void)
@@ -210,10 +210,8 @@ final class PacketLoop: @unchecked Sendable {
         }
         for c in pending {
             switch c {
-            case .purgeUDP(let endpoints):
-                let n = pipeline.conntrack.removeAll { e in
-                    e.original.protocol == .udp && endpoints.contains(e.reply.source.value)
-                }
+            case .purgeUDP(let removed):
+                let n = pipeline.conntrack.removeUDPEntries(removed)
                 if n > 0 { logger.info("removed \(n) UDP conntrack entries to endpoints that left (as kube-proxy does)") }
             case .listConntrack(let limit, let reply):
                 var rows: [ConntrackEntry] = []
