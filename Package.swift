@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "FerryCoreTests", dependencies: ["FerryCore", "FerryPacket"]),
         .testTarget(name: "FerryControlPlaneTests", dependencies: ["FerryControlPlane", "FerryCore"], resources: [.copy("Manifests")]),
         .testTarget(name: "FerryLinuxTests", dependencies: ["FerryLinux", "FerryPacket"]),
-        .testTarget(name: "FerryAgentTests", dependencies: ["FerryAgent", "FerryCore", "FerryPacket"]),
+        .testTarget(name: "FerryAgentTests", dependencies: ["FerryAgent", "FerryControlPlane", "FerryCore", "FerryPacket"]),
     ],
     swiftLanguageModes: [.v6]
 )
