@@ -35,7 +35,7 @@ public enum ClusterGenerator {
 
     private static func list(services count: Int, endpointsPerService: Int, seed: UInt64,
                              nodePortRange: ClosedRange<UInt16>) -> GenValue {
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         var items: [GenValue] = []
         items.reserveCapacity(count * 2)
         var nextNodePort = Int(nodePortRange.lowerBound)
@@ -217,7 +217,7 @@ enum GenValue {
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a small, fast, seedable generator; the output
 /// only has to look random, not be secure.
-struct SplitMix64 {
+struct SeededGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

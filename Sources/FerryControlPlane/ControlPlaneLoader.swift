@@ -63,17 +63,25 @@ public enum ControlPlaneLoader {
     public static func load(contentsOf path: String,
                             defaultCluster: ClusterConfig = ClusterConfig()) throws(ControlPlaneError) -> ControlPlaneDocument {
         let fileName = path.split(separator: "/").last.map(String.init) ?? path
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard var bytes = readFile(path) else {
             throw ControlPlaneError(diagnostics: [Diagnostic(
                 severity: .error, code: .unreadableFile, file: fileName, line: nil, column: nil, object: nil,
                 field: nil, message: "cannot read \(path): \(fileProblem(path))")])
         }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw ControlPlaneError(diagnostics: [Diagnostic(
-                severity: .error, code: .unreadableFile, file: fileName, line: nil, column: nil, object: nil,
-                field: nil, message: "not UTF-8 text; Kubernetes manifests are UTF-8 (YAML 1.2 section 5.2)")])
+        let tree: ManifestTree
+        switch format(of: bytes) {
+        case .json:
+            // The JSON reader checks UTF-8 itself and takes the bytes over without a copy.
+            tree = try readJSON(&bytes, fileName: fileName)
+        case .yaml:
+            guard let text = String(bytes: bytes, encoding: .utf8) else {
+                throw ControlPlaneError(diagnostics: [Diagnostic(
+                    severity: .error, code: .unreadableFile, file: fileName, line: nil, column: nil, object: nil,
+                    field: nil, message: "not UTF-8 text; Kubernetes manifests are UTF-8 (YAML 1.2 section 5.2)")])
+            }
+            tree = try readYAML(text, fileName: fileName)
         }
-        return try parse(text, fileName: fileName, defaultCluster: defaultCluster)
+        return try decode(tree, fileName: fileName, defaultCluster: defaultCluster)
     }
 
     /// Parses and validates manifest text. `defaultCluster` supplies the NodePort range
@@ -81,25 +89,39 @@ public enum ControlPlaneLoader {
     public static func parse(_ text: String, fileName: String,
                              defaultCluster: ClusterConfig = ClusterConfig()) throws(ControlPlaneError) -> ControlPlaneDocument {
         let tree: ManifestTree
-        switch format(of: text) {
+        switch format(of: text.utf8) {
         case .json:
-            do {
-                tree = try JSONReader.read(Array(text.utf8))
-            } catch {
-                throw ControlPlaneError(diagnostics: [Diagnostic(
-                    severity: .error, code: .syntax, file: fileName, line: error.line, column: error.column,
-                    object: nil, field: nil, message: "JSON syntax error at column \(error.column): \(error.message)")])
-            }
+            var bytes = Array(text.utf8)
+            tree = try readJSON(&bytes, fileName: fileName)
         case .yaml:
-            do {
-                tree = try YAMLReader.read(text)
-            } catch {
-                let at = error.column.map { " at column \($0)" } ?? ""
-                throw ControlPlaneError(diagnostics: [Diagnostic(
-                    severity: .error, code: .syntax, file: fileName, line: error.line, column: error.column,
-                    object: nil, field: nil, message: "YAML syntax error\(at): \(error.message)")])
-            }
+            tree = try readYAML(text, fileName: fileName)
         }
+        return try decode(tree, fileName: fileName, defaultCluster: defaultCluster)
+    }
+
+    private static func readJSON(_ bytes: inout [UInt8], fileName: String) throws(ControlPlaneError) -> ManifestTree {
+        do {
+            return try JSONReader.read(consuming: &bytes)
+        } catch {
+            throw ControlPlaneError(diagnostics: [Diagnostic(
+                severity: .error, code: .syntax, file: fileName, line: error.line, column: error.column,
+                object: nil, field: nil, message: "JSON syntax error at column \(error.column): \(error.message)")])
+        }
+    }
+
+    private static func readYAML(_ text: String, fileName: String) throws(ControlPlaneError) -> ManifestTree {
+        do {
+            return try YAMLReader.read(text)
+        } catch {
+            let at = error.column.map { " at column \($0)" } ?? ""
+            throw ControlPlaneError(diagnostics: [Diagnostic(
+                severity: .error, code: .syntax, file: fileName, line: error.line, column: error.column,
+                object: nil, field: nil, message: "YAML syntax error\(at): \(error.message)")])
+        }
+    }
+
+    private static func decode(_ tree: ManifestTree, fileName: String,
+                               defaultCluster: ClusterConfig) throws(ControlPlaneError) -> ControlPlaneDocument {
         var decoder = ManifestDecoder(tree: tree, file: fileName)
         decoder.decodeAll()
         decoder.validate(defaultCluster: defaultCluster)
@@ -113,13 +135,40 @@ public enum ControlPlaneLoader {
                                     nodes: decoder.nodes, warnings: warnings)
     }
 
+    /// The whole file as bytes, read straight into the array the JSON reader will own
+    /// (a 10,000-Service file is ~100 MB: no Data, no String, no second copy).
+    private static func readFile(_ path: String) -> [UInt8]? {
+        guard let f = fopen(path, "rb") else { return nil }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var chunk = 1 << 20
+        if fseek(f, 0, SEEK_END) == 0 {
+            let size = ftell(f)
+            if size > 0 { chunk = size + 1 }
+            rewind(f)
+        }
+        while true {
+            let before = bytes.count
+            var got = 0
+            bytes.append(contentsOf: repeatElement(0, count: chunk))
+            bytes.withUnsafeMutableBufferPointer { b in
+                got = fread(b.baseAddress! + before, 1, chunk, f)
+            }
+            bytes.removeLast(chunk - got)
+            if got < chunk {
+                if ferror(f) != 0 { return nil }
+                return bytes
+            }
+        }
+    }
+
     enum Format { case json, yaml }
 
     /// JSON when the first significant character opens an object or array. YAML flow
     /// collections start the same way, but kubectl never prints a whole file in flow style,
     /// and JSON is the form that needs the fast reader.
-    static func format(of text: String) -> Format {
-        for b in text.utf8 {
+    static func format(of bytes: some Sequence<UInt8>) -> Format {
+        for b in bytes {
             switch b {
             case 0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF: continue  // whitespace and a UTF-8 BOM
             case UInt8(ascii: "{"), UInt8(ascii: "["): return .json

@@ -75,13 +75,13 @@ public struct Diagnostic: Hashable, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    /// `cluster.yaml:42: Service default/web: spec.ports[0].nodePort: 40000 is outside …`;
-    /// warnings read `cluster.yaml:42: warning: Service …`, the way compilers print them.
+    /// `cluster.yaml:42: Service default/web: spec.ports[0].nodePort: 40000 is outside …`,
+    /// the same for warnings: callers say the severity their own way (a log level, a
+    /// `warning:` prefix).
     public var description: String {
         var s = file
         if let line { s += ":\(line)" }
         s += ": "
-        if severity == .warning { s += "warning: " }
         if let object { s += object + ": " }
         if let field { s += field + ": " }
         s += message
@@ -102,8 +102,8 @@ public struct ControlPlaneError: Error, Sendable, CustomStringConvertible {
         self.warnings = warnings
     }
 
-    /// One diagnostic per line, errors first.
+    /// One diagnostic per line, errors first, then warnings marked `warning:`.
     public var description: String {
-        (diagnostics + warnings).map(\.description).joined(separator: "\n")
+        (diagnostics.map(\.description) + warnings.map { "warning: \($0)" }).joined(separator: "\n")
     }
 }

@@ -1,7 +1,9 @@
 // A JSON reader (RFC 8259) that builds a ManifestTree with the line and column of every
 // value. Foundation's JSONSerialization gives neither field lines nor speed (it builds a
 // boxed NSDictionary tree): a 10,000-Service `kubectl get -o json` file is read here in one
-// pass over the bytes, and strings without escapes are never copied.
+// pass over the bytes. Strings stay where they are in the buffer: escapes are decoded in
+// place (the decoded form is never longer than the escaped one, so the write position
+// never passes the read position), and the buffer becomes the tree's text, uncopied.
 
 struct JSONSyntaxError: Error {
     var message: String
@@ -15,12 +17,20 @@ struct JSONReader {
     static let maximumDepth = 256
 
     static func read(_ source: [UInt8]) throws(JSONSyntaxError) -> ManifestTree {
+        var bytes = source
+        return try read(consuming: &bytes)
+    }
+
+    /// Reads `bytes`, decoding string escapes in place, and moves them into the tree.
+    static func read(consuming bytes: inout [UInt8]) throws(JSONSyntaxError) -> ManifestTree {
         var tree = ManifestTree()
-        tree.entries.reserveCapacity(source.count / 12)
-        var decoded: [UInt8] = []
-        let result: JSONSyntaxError? = source.withUnsafeBufferPointer { buf in
-            var r = JSONReader(buf: buf, base: source.count)
+        // About one value per 30 bytes of kubectl's indented JSON.
+        tree.entries.reserveCapacity(bytes.count / 24 + 16)
+        let result: JSONSyntaxError? = bytes.withUnsafeMutableBufferPointer { buf in
+            var r = JSONReader(buf: buf)
             do throws(JSONSyntaxError) {
+                // A UTF-8 byte order mark may be ignored (RFC 8259 section 8.1).
+                if buf.count >= 3, buf[0] == 0xEF, buf[1] == 0xBB, buf[2] == 0xBF { r.pos = 3 }
                 r.skipWhitespace()
                 guard r.pos < buf.count else { throw r.error("the file is empty; expected a JSON object") }
                 tree.roots.append(Int32(tree.entries.count))
@@ -30,26 +40,20 @@ struct JSONReader {
             } catch {
                 return error
             }
-            decoded = r.decoded
             return nil
         }
         if let result { throw result }
-        tree.text = source
-        tree.text.append(contentsOf: decoded)
+        swap(&tree.text, &bytes)
         return tree
     }
 
-    private let buf: UnsafeBufferPointer<UInt8>
-    /// Offset in the tree's text where decoded (unescaped) strings begin.
-    private let base: Int
+    private let buf: UnsafeMutableBufferPointer<UInt8>
     private var pos = 0
     private var line = 1
     private var lineStart = 0
-    private var decoded: [UInt8] = []
 
-    private init(buf: UnsafeBufferPointer<UInt8>, base: Int) {
+    private init(buf: UnsafeMutableBufferPointer<UInt8>) {
         self.buf = buf
-        self.base = base
     }
 
     private var column: Int { pos - lineStart + 1 }
@@ -192,50 +196,51 @@ struct JSONReader {
         tree.scalar(.number, start: start, end: pos, line: line, column: c)
     }
 
-    /// A string token; escapes are decoded into `decoded`, plain strings stay in place.
+    /// A string token. Plain strings are referenced where they are; escapes are decoded
+    /// in place. Non-ASCII bytes are checked as UTF-8 here, the only place JSON allows them.
     private mutating func string(into tree: inout ManifestTree) throws(JSONSyntaxError) {
         let l = line, c = column
         pos += 1  // opening quote
         let start = pos
+        var out = -1  // write position once an escape was seen
         while pos < buf.count {
             let b = buf[pos]
             if b == UInt8(ascii: "\"") {
-                tree.scalar(.string, start: start, end: pos, line: l, column: c)
-                pos += 1
-                return
-            }
-            if b == UInt8(ascii: "\\") { break }
-            if b < 0x20 { throw error("control character in a string; it must be escaped") }
-            pos += 1
-        }
-        guard pos < buf.count else { throw JSONSyntaxError(message: "unterminated string", line: l, column: c) }
-        // Slow path: the string has escapes.
-        let dStart = decoded.count
-        decoded.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<pos]))
-        while pos < buf.count {
-            let b = buf[pos]
-            if b == UInt8(ascii: "\"") {
-                tree.scalar(.string, start: base + dStart, end: base + decoded.count, line: l, column: c)
+                tree.scalar(.string, start: start, end: out < 0 ? pos : out, line: l, column: c)
                 pos += 1
                 return
             }
             if b < 0x20 { throw error("control character in a string; it must be escaped") }
+            if b >= 0x80 {
+                let n = try utf8Sequence()
+                if out >= 0 {
+                    for k in 0..<n { buf[out + k] = buf[pos + k] }
+                    out += n
+                }
+                pos += n
+                continue
+            }
             if b != UInt8(ascii: "\\") {
-                decoded.append(b)
+                if out >= 0 {
+                    buf[out] = b
+                    out += 1
+                }
                 pos += 1
                 continue
             }
+            if out < 0 { out = pos }
             pos += 1
             guard pos < buf.count else { break }
+            let decoded: UInt8
             switch buf[pos] {
-            case UInt8(ascii: "\""): decoded.append(0x22)
-            case UInt8(ascii: "\\"): decoded.append(0x5C)
-            case UInt8(ascii: "/"): decoded.append(0x2F)
-            case UInt8(ascii: "b"): decoded.append(0x08)
-            case UInt8(ascii: "f"): decoded.append(0x0C)
-            case UInt8(ascii: "n"): decoded.append(0x0A)
-            case UInt8(ascii: "r"): decoded.append(0x0D)
-            case UInt8(ascii: "t"): decoded.append(0x09)
+            case UInt8(ascii: "\""): decoded = 0x22
+            case UInt8(ascii: "\\"): decoded = 0x5C
+            case UInt8(ascii: "/"): decoded = 0x2F
+            case UInt8(ascii: "b"): decoded = 0x08
+            case UInt8(ascii: "f"): decoded = 0x0C
+            case UInt8(ascii: "n"): decoded = 0x0A
+            case UInt8(ascii: "r"): decoded = 0x0D
+            case UInt8(ascii: "t"): decoded = 0x09
             case UInt8(ascii: "u"):
                 pos += 1
                 var scalar = try hex4()
@@ -251,15 +256,47 @@ struct JSONReader {
                 } else if scalar & 0xFC00 == 0xDC00 {
                     throw error("a \\u low surrogate without a high one")
                 }
-                // hex4 leaves pos after the digits; undo the common increment below.
-                pos -= 1
-                decoded.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+                // UTF-8 takes at most as many bytes as the six (or twelve) of the escape.
+                for unit in UTF8.encode(Unicode.Scalar(scalar)!)! {
+                    buf[out] = unit
+                    out += 1
+                }
+                continue  // hex4 left pos after the digits
             default:
                 throw error("invalid escape \\\(describeHere())")
             }
+            buf[out] = decoded
+            out += 1
             pos += 1
         }
         throw JSONSyntaxError(message: "unterminated string", line: l, column: c)
+    }
+
+    /// Checks the UTF-8 sequence at `pos` (RFC 3629 section 4: no overlong forms, no
+    /// surrogates, nothing above U+10FFFF) and returns its length.
+    private func utf8Sequence() throws(JSONSyntaxError) -> Int {
+        let b0 = buf[pos]
+        let n: Int
+        var lo: UInt8 = 0x80, hi: UInt8 = 0xBF
+        switch b0 {
+        case 0xC2...0xDF: n = 2
+        case 0xE0: n = 3; lo = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: n = 3
+        case 0xED: n = 3; hi = 0x9F
+        case 0xF0: n = 4; lo = 0x90
+        case 0xF1...0xF3: n = 4
+        case 0xF4: n = 4; hi = 0x8F
+        default: throw error("invalid UTF-8 byte 0x\(String(b0, radix: 16)); the file must be UTF-8 text")
+        }
+        guard pos + n <= buf.count else { throw error("truncated UTF-8 sequence") }
+        for k in 1..<n {
+            let b = buf[pos + k]
+            let (l, h) = k == 1 ? (lo, hi) : (UInt8(0x80), UInt8(0xBF))
+            guard b >= l, b <= h else {
+                throw error("invalid UTF-8 sequence; the file must be UTF-8 text")
+            }
+        }
+        return n
     }
 
     private mutating func hex4() throws(JSONSyntaxError) -> UInt32 {

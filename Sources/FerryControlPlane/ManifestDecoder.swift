@@ -109,8 +109,6 @@ struct ManifestDecoder {
     /// Services Ferry knows of but does not proxy (IPv6-only, another proxy's): slices that
     /// name them are not orphans.
     var skippedServices: Set<ServiceName> = []
-    /// Ranges as written in the ClusterConfig, for messages.
-    var nodePortRangeLocation: SourceLocation?
 
     private var featureUses: [(first: Diagnostic, count: Int)?] = Array(repeating: nil, count: UnsupportedFeature.allCases.count)
     private var skippedKinds: [String: (first: SourceLocation, kind: String, apiVersion: String, count: Int)] = [:]
@@ -861,7 +859,6 @@ struct ManifestDecoder {
             if let r = parsePortRange(s) {
                 config.nodePortRange = r
                 nodePortRange = (r, v)
-                nodePortRangeLocation = tree.location(v)
             } else {
                 error(.invalidRange, at: v, ref, prefix + "nodePortRange", "\"\(s)\" is not a port range; expected first-last such as 30000-32767")
             }

@@ -54,13 +54,13 @@ struct ManifestTree {
     /// The items of a sequence, or the values of a mapping's pairs.
     func items(_ i: Index) -> ChildIterator {
         let e = entries[Int(i)]
-        return ChildIterator(tree: self, position: i + 1, remaining: Int(e.count), pairs: e.kind == .mapping)
+        return ChildIterator(entries: entries, position: i + 1, remaining: Int(e.count), pairs: e.kind == .mapping)
     }
 
     /// A mapping's key/value pairs as (key index, value index).
     func pairs(_ i: Index) -> PairIterator {
         let e = entries[Int(i)]
-        return PairIterator(tree: self, position: i + 1, remaining: e.kind == .mapping ? Int(e.count) / 2 : 0)
+        return PairIterator(entries: entries, position: i + 1, remaining: e.kind == .mapping ? Int(e.count) / 2 : 0)
     }
 
     func count(_ i: Index) -> Int {
@@ -72,10 +72,13 @@ struct ManifestTree {
     /// Keys compare byte for byte with no allocation; kubectl's objects have at most a
     /// dozen keys per mapping, so a linear scan beats hashing.
     func value(_ key: StaticString, in i: Index) -> Index? {
-        guard entries[Int(i)].kind == .mapping else { return nil }
-        var it = pairs(i)
-        while let (k, v) = it.next() {
+        let e = entries[Int(i)]
+        guard e.kind == .mapping else { return nil }
+        var k = i + 1
+        for _ in 0..<Int(e.count) / 2 {
+            let v = entries[Int(k)].next
             if equals(k, key) { return v }
+            k = entries[Int(v)].next
         }
         return nil
     }
@@ -152,35 +155,36 @@ struct ManifestTree {
         }
     }
 
+    // The iterators hold only the entries (one reference to retain, not three).
     struct ChildIterator: IteratorProtocol, Sequence {
-        let tree: ManifestTree
+        let entries: [Entry]
         var position: Index
         var remaining: Int
         let pairs: Bool
         mutating func next() -> Index? {
             guard remaining > 0 else { return nil }
             if pairs {
-                position = tree.entries[Int(position)].next  // skip the key
+                position = entries[Int(position)].next  // skip the key
                 remaining -= 2
             } else {
                 remaining -= 1
             }
             let v = position
-            position = tree.entries[Int(position)].next
+            position = entries[Int(position)].next
             return v
         }
     }
 
     struct PairIterator: IteratorProtocol, Sequence {
-        let tree: ManifestTree
+        let entries: [Entry]
         var position: Index
         var remaining: Int
         mutating func next() -> (Index, Index)? {
             guard remaining > 0 else { return nil }
             remaining -= 1
             let k = position
-            let v = tree.entries[Int(k)].next
-            position = tree.entries[Int(v)].next
+            let v = entries[Int(k)].next
+            position = entries[Int(v)].next
             return (k, v)
         }
     }
