@@ -56,6 +56,24 @@ import Testing
         #expect(tree.value("missing", in: root) == nil)
     }
 
+    @Test func escapesAndMultibyteTextDecodeInPlace() throws {
+        // An escape before multibyte text moves the rest of the string left in the buffer.
+        let text = "{\"a\": \"x\\\"q\\u00e9 \u{e9}t\u{e9} \u{1F600}\", \"b\": \"plain\"}"
+        let tree = try JSONReader.read(Array(text.utf8))
+        let root = tree.roots[0]
+        #expect(tree.string(try #require(tree.value("a", in: root))) == "x\"q\u{e9} \u{e9}t\u{e9} \u{1F600}")
+        #expect(tree.string(try #require(tree.value("b", in: root))) == "plain")
+        // A byte order mark before the document is ignored (RFC 8259 section 8.1).
+        #expect(throws: Never.self) { try JSONReader.read([0xEF, 0xBB, 0xBF] + Array("{}".utf8)) }
+    }
+
+    @Test(arguments: [[0xC3, 0x28], [0xED, 0xA0, 0x80], [0xC0, 0xAF], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82]] as [[UInt8]])
+    func invalidUTF8InAStringIsRefused(_ sequence: [UInt8]) {
+        let bytes = Array("{\"a\": \"".utf8) + sequence + Array("\"}".utf8)
+        #expect(throws: JSONSyntaxError.self) { try JSONReader.read(bytes) }
+        #expect((try? JSONSerialization.jsonObject(with: Data(bytes))) == nil)
+    }
+
     @Test func syntaxErrorsCarryLineAndColumn() {
         let text = "{\n  \"a\": 1,\n  \"b\": [1, 2,, 3]\n}"
         do {
