@@ -184,7 +184,7 @@ public final class Agent: @unchecked Sendable {
         try? blocking { await serviceHealth.shutdown() }
         try? blocking { await proxyHealth.stop() }
         try? group.syncShutdownGracefully()
-        logger.info("stopped; namespace changes undone")
+        logger.info("stopped; undoing namespace changes")
     }
 
     // MARK: Publishing
