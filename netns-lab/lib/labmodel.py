@@ -97,6 +97,9 @@ def default_description(nodes=3, placement=(2, 1)):
          "externalTrafficPolicy": "Cluster"},
         {"name": "web-local", "namespace": "default", "type": "NodePort", "clusterIP": "10.96.0.12",
          "selector": web, "ports": [dict(http, nodePort=30081)],
+         # No healthCheckNodePort: the API server rejects one on a NodePort Service
+         # ("may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy`
+         # is 'Local'", pkg/apis/core/validation), and kube-proxy serves none for it.
          "externalTrafficPolicy": "Local"},
         {"name": "web-lb", "namespace": "default", "type": "LoadBalancer", "clusterIP": "10.96.0.13",
          "selector": web, "ports": [dict(http, nodePort=30082)],
