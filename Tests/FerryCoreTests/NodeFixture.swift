@@ -71,7 +71,7 @@ enum Svc {
     /// A second ClusterIP Service selecting the same pod as `web` (two Services over one
     /// Deployment): its flows can clash with `web`'s reply tuples.
     static let webCanary = ip("10.96.0.12")
-    /// ClusterIP, TCP, one endpoint on this node (pod b).
+    /// ClusterIP, TCP 80 → 8080 and UDP 8125, one endpoint on this node (pod b).
     static let localWeb = ip("10.96.0.11")
     /// ClusterIP, UDP 53, one endpoint on node-3.
     static let dns = ip("10.96.0.53"), dnsBackend = ip("10.244.3.53")
@@ -156,8 +156,12 @@ enum NodeFixture {
                 endpoints: [("10.244.2.10", "node-2")], endpointPorts: tcp8080),
         service("web-canary", clusterIP: Svc.webCanary, ports: [ServicePortSpec(port: 80, targetPort: .number(8080))],
                 endpoints: [("10.244.2.10", "node-2")], endpointPorts: tcp8080),
-        service("local-web", clusterIP: Svc.localWeb, ports: [ServicePortSpec(port: 80, targetPort: .number(8080))],
-                endpoints: [("10.244.1.11", "node-1")], endpointPorts: tcp8080),
+        service("local-web", clusterIP: Svc.localWeb,
+                ports: [ServicePortSpec(name: "http", port: 80, targetPort: .number(8080)),
+                        ServicePortSpec(name: "statsd", protocol: .udp, port: 8125)],
+                endpoints: [("10.244.1.11", "node-1")],
+                endpointPorts: [EndpointPortSpec(name: "http", port: 8080),
+                                EndpointPortSpec(name: "statsd", protocol: .udp, port: 8125)]),
         service("kube-dns", namespace: "kube-system", clusterIP: Svc.dns,
                 ports: [ServicePortSpec(name: "dns", protocol: .udp, port: 53)],
                 endpoints: [("10.244.3.53", "node-3")], endpointPorts: [EndpointPortSpec(name: "dns", protocol: .udp, port: 53)]),
