@@ -150,7 +150,7 @@ public struct Pipeline {
         let eth: EthernetView
         do { eth = try EthernetView(checking: bytes) } catch { return .drop(.truncatedFrame) }
 
-        guard let ingress = state.interfaces[info.ingress] else {
+        guard let ingress = state.interfaces.port(info.ingress) else {
             tracer.record(.notMine("interface \(info.ingress) is not one Ferry forwards on"))
             return .pass
         }
@@ -364,7 +364,7 @@ public struct Pipeline {
                             destinationPort: sport)
         if let why = masq {
             guard let r = state.routes.lookup(b.address), r.kind == .unicast,
-                  let egress = state.interfaces[r.interface],
+                  let egress = state.interfaces.port(r.interface),
                   let snatAddress = r.preferredSource ?? egress.primaryAddress
             else { return .drop(.noRoute) }
             reply.destination = snatAddress
@@ -533,7 +533,7 @@ public struct Pipeline {
         case .unicast: break
         }
         tracer.record(.routed(via: r.gateway, egress: r.interface, prefix: r.destination))
-        guard let egress = state.interfaces[r.interface], egress.isForwarding else {
+        guard let egress = state.interfaces.port(r.interface), egress.isForwarding else {
             return .drop(.egressInterfaceUnknown)
         }
         if ip.timeToLive <= 1 {
@@ -582,7 +582,7 @@ public struct Pipeline {
     /// packet is only dropped.
     mutating func icmpError(ip: IPv4View, frame: UnsafeMutableRawBufferPointer, info: FrameInfo,
                             type: ICMPType, code: UInt8, reason: DropReason, state: ForwardingState) -> Verdict {
-        guard let ingress = state.interfaces[info.ingress] else { return .drop(reason) }
+        guard let ingress = state.interfaces.port(info.ingress) else { return .drop(reason) }
         if ip.protocol == .icmp, let i = try? ICMPView(checking: ip.payload), i.type.isError {
             return .drop(reason)
         }

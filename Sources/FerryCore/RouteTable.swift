@@ -143,7 +143,16 @@ public struct InterfaceInfo: Hashable, Sendable {
 /// Interfaces by index, in a dense array (Linux ifindexes are small integers) so the
 /// per-packet lookup is one bounds check.
 public struct InterfaceTable: Sendable {
+    /// What the packet path needs of an interface, as plain values: reading it copies no
+    /// String or Array (so it retains nothing).
+    public struct Port: Sendable, Equatable {
+        public var mac: MACAddress
+        public var primaryAddress: IPv4Address?
+        public var isForwarding: Bool
+        public var mtu: Int
+    }
     @usableFromInline let slots: [InterfaceInfo?]
+    @usableFromInline let ports: [Port?]
     public let all: [InterfaceInfo]
     /// Every address on every interface: "addressed to this node".
     @usableFromInline let localAddresses: Set<UInt32>
@@ -157,6 +166,9 @@ public struct InterfaceTable: Sendable {
             for a in i.addresses { local.insert(a.address.value) }
         }
         self.slots = slots
+        self.ports = slots.map { i in
+            i.map { Port(mac: $0.mac, primaryAddress: $0.primaryAddress, isForwarding: $0.isForwarding, mtu: $0.mtu) }
+        }
         self.all = interfaces.sorted { $0.index < $1.index }
         self.localAddresses = local
     }
@@ -164,6 +176,12 @@ public struct InterfaceTable: Sendable {
     @inlinable public subscript(index: InterfaceIndex) -> InterfaceInfo? {
         let i = Int(index.rawValue)
         return i >= 0 && i < slots.count ? slots[i] : nil
+    }
+
+    /// The hot-path view of an interface; nil for an index Ferry does not know.
+    @inlinable public func port(_ index: InterfaceIndex) -> Port? {
+        let i = Int(index.rawValue)
+        return i >= 0 && i < ports.count ? ports[i] : nil
     }
 
     @inlinable public func isLocal(_ address: IPv4Address) -> Bool {
