@@ -283,6 +283,14 @@ public struct Pipeline {
         tracer.record(.frontend(service: frontend.service.description, kind: frontend.kind.description,
                                 address: frontend.kind == .nodePort ? dst : frontend.address, port: frontend.port))
 
+        // Only a packet that can open a connection gets a backend. A stray SYN-ACK, FIN or
+        // RST is INVALID to the kernel's tcp_new, so kube-proxy's NAT and REJECT rules (state
+        // NEW) never see it: it must not pin an affinity entry, probe SNAT ports or draw an
+        // ICMP error. Fail closed: no entry, no NAT (Cilium's policy too).
+        guard let initial = ConnState.initial(for: proto, tcpFlags: TCPFlagBits(rawValue: tcpFlags)) else {
+            return .drop(.badL4Header)
+        }
+
         // 3. loadBalancerSourceRanges (kube-proxy's KUBE-FW chain drops the rest).
         if !frontend.sourceRanges.isEmpty {
             var allowed = false
@@ -378,10 +386,6 @@ public struct Pipeline {
         }
 
         // 8. Create the entry. Fail closed: no entry, no NAT (Cilium's policy too).
-        guard let initial = ConnState.initial(for: proto, tcpFlags: TCPFlagBits(rawValue: tcpFlags)) else {
-            // A segment the kernel's table would also refuse to start a flow with.
-            return .drop(.badL4Header)
-        }
         var result = conntrack.insert(original: key, reply: reply, now: now, frontend: Int32(frontendID),
                                       initialState: initial, bytes: payloadBytes)
         if case .clash = result {

@@ -63,6 +63,29 @@ struct PipelineRoutingTests {
                                                       ttl: 59, id: 0x0999, typeOfService: 0))
     }
 
+    @Test("Port unreachable from the backend of a masqueraded NodePort UDP flow goes to the external client from the node, quoting the client's own datagram to 172.18.0.11:30514")
+    func portUnreachableAboutMasqueradedFlow() throws {
+        var node = Node()
+        let first = node.send(udpFrame(.routerToNode, Node1.client, 40410, Node1.address, Svc.npClusterUDP), on: Node1.eth0)
+        let port = try #require(first.masqueradePort)
+
+        // The backend saw 172.18.0.11:port → 10.244.2.20:5514 and answers the node.
+        let asArrived = udpFrame(.nodeToNode2, Node1.address, port, Svc.npClusterBackend, 5514, ttl: 62)
+        let error = icmpErrorFrame(.node2ToNode, from: Svc.npClusterBackend, to: Node1.address,
+                                   type: .destinationUnreachable, code: ICMPCode.DestinationUnreachable.portUnreachable,
+                                   quote: Array(datagram(of: asArrived).prefix(28)), ttl: 63, id: 0x0888)
+        let out = node.send(error, on: Node1.eth0)
+        #expect(out.verdict == .forward(egress: Node1.eth0))
+
+        // Both translations undone: the client sees its own datagram to the NodePort,
+        // refused by the node it sent it to.
+        let asSent = udpFrame(.nodeToNode2, Node1.client, 40410, Node1.address, Svc.npClusterUDP, ttl: 62)
+        expectFrame(out.bytes, equals: icmpErrorFrame(.nodeToRouter, from: Node1.address, to: Node1.client,
+                                                      type: .destinationUnreachable,
+                                                      code: ICMPCode.DestinationUnreachable.portUnreachable,
+                                                      quote: Array(datagram(of: asSent).prefix(28)), ttl: 62, id: 0x0888))
+    }
+
     @Test("An ICMP error about no known flow is routed untouched")
     func unrelatedICMPErrorIsRouted() {
         var node = Node()

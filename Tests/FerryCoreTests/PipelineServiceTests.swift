@@ -80,6 +80,87 @@ struct PipelineServiceTests {
         #expect(node.pipeline.counters.newFlows == 1)
     }
 
+    @Test("A SYN carrying an IPv4 option (Router Alert, IHL 6) is DNATed with the option kept and both checksums right")
+    func ipOptionsSurviveDNAT() {
+        var node = Node()
+        let routerAlert: [UInt8] = [0x94, 0x04, 0x00, 0x00]  // RFC 2113
+        func syn(_ link: Link, _ dst: IPv4Address, _ dport: UInt16, ttl: UInt8) -> [UInt8] {
+            PacketBuilder.frame(link.ethernet,
+                                IPv4Fields(sourceAddress: Node1.podA, destinationAddress: dst, protocol: .tcp, timeToLive: ttl,
+                                           identification: 0x2a2b, options: routerAlert),
+                                .tcp(TCPFields(sourcePort: 40004, destinationPort: dport, sequenceNumber: 1, flags: .syn)))
+        }
+        let out = node.send(syn(.podAToNode, Svc.web, 80, ttl: 64), on: Node1.vpA)
+        #expect(out.verdict == .forward(egress: Node1.eth0))
+        expectFrame(out.bytes, equals: syn(.nodeToNode2, Svc.webBackend, 8080, ttl: 63))
+    }
+
+    @Test("A short UDP query padded to Ethernet's 60 bytes is DNATed with its padding kept and left out of the checksum")
+    func paddedFrame() {
+        var node = Node()
+        func query(_ link: Link, _ dst: IPv4Address, ttl: UInt8) -> [UInt8] {
+            PacketBuilder.frame(link.ethernet,
+                                IPv4Fields(sourceAddress: Node1.podA, destinationAddress: dst, protocol: .udp, timeToLive: ttl),
+                                .udp(UDPFields(sourcePort: 40005, destinationPort: 53, payload: [0x01])), padded: true)
+        }
+        let input = query(.podAToNode, Svc.dns, ttl: 64)
+        #expect(input.count == 60)
+        let out = node.send(input, on: Node1.vpA)
+        #expect(out.verdict == .forward(egress: Node1.eth0))
+        expectFrame(out.bytes, equals: query(.nodeToNode3, Svc.dnsBackend, ttl: 63))
+    }
+
+    @Test("SYN to a ClusterIP from node-2's host address (outside the cluster CIDR) is masqueraded to 172.18.0.11, as kube-proxy does for off-cluster sources")
+    func clusterIPFromOffClusterSourceIsMasqueraded() throws {
+        var node = Node()
+        let out = node.send(tcpFrame(.node2ToNode, Node1.node2, 40006, Svc.localWeb, 80), on: Node1.eth0)
+        let port = try #require(out.masqueradePort)
+        #expect(out.trace.events.contains(.masquerade(source: Node1.podGateway, port: port, why: .offClusterToClusterIP)))
+        #expect(out.verdict == .forward(egress: Node1.vpB))
+        // The route to pod b is vp-b, so the masquerade source is vp-b's 10.244.1.1.
+        expectFrame(out.bytes, equals: tcpFrame(.nodeToPodB, Node1.podGateway, port, Node1.podB, 8080, ttl: 63))
+    }
+
+    @Test("With masqueradeAll, even pod a's SYN to a ClusterIP leaves from 172.18.0.11 with a port from the SNAT range")
+    func masqueradeAll() throws {
+        var cluster = NodeFixture.cluster
+        cluster.masqueradeAll = true
+        var node = Node(state: NodeFixture.state.with(cluster: cluster, generation: 2))
+        let out = node.send(tcpFrame(.podAToNode, Node1.podA, 40007, Svc.web, 80), on: Node1.vpA)
+        let port = try #require(out.masqueradePort)
+        #expect(out.trace.events.contains(.masquerade(source: Node1.address, port: port, why: .masqueradeAll)))
+        expectFrame(out.bytes, equals: tcpFrame(.nodeToNode2, Node1.address, port, Svc.webBackend, 8080, ttl: 63))
+    }
+
+    @Test("A ping to a ClusterIP and an SCTP INIT to it are dropped as unsupported-protocol-to-service (kube-proxy does not answer either)")
+    func nonTCPUDPToClusterIP() {
+        var node = Node()
+        let ping = PacketBuilder.frame(Link.podAToNode.ethernet,
+                                       IPv4Fields(sourceAddress: Node1.podA, destinationAddress: Svc.web, protocol: .icmp),
+                                       .icmp(.echoRequest(identifier: 0x0101, sequenceNumber: 1)))
+        #expect(node.send(ping, on: Node1.vpA).verdict == .drop(.unsupportedProtocolToService))
+        let sctp = PacketBuilder.frame(Link.podAToNode.ethernet,
+                                       IPv4Fields(sourceAddress: Node1.podA, destinationAddress: Svc.web, protocol: .unknown(132)),
+                                       .raw(.unknown(132), [UInt8](repeating: 0, count: 32)))
+        #expect(node.send(sctp, on: Node1.vpA).verdict == .drop(.unsupportedProtocolToService))
+        #expect(node.pipeline.counters.count(.unsupportedProtocolToService) == 2)
+    }
+
+    @Test("A stray RST from pod a to the sticky ClusterIP (no conntrack entry) is dropped without pinning pod a to a backend or trying SNAT ports")
+    func strayRSTCreatesNothing() {
+        var node = Node()
+        let rst = node.send(tcpFrame(.podAToNode, Node1.podA, 40008, Svc.sticky, 80, flags: [.rst, .ack]), on: Node1.vpA)
+        if case .drop = rst.verdict {} else { Issue.record("stray RST not dropped: \(rst.verdict)") }
+        #expect(node.pipeline.conntrack.count == 0)
+        #expect(node.pipeline.affinity.count == 0)
+        #expect(rst.backend == nil)
+        // Nor does a stray FIN to a Service without endpoints get an ICMP error: only a
+        // packet that could open a connection is refused (kube-proxy's REJECT rules match
+        // conntrack state NEW only).
+        let fin = node.send(tcpFrame(.podAToNode, Node1.podA, 40009, Svc.empty, 80, flags: [.fin, .ack]), on: Node1.vpA)
+        if case .drop = fin.verdict {} else { Issue.record("stray FIN not dropped: \(fin.verdict)") }
+    }
+
     // MARK: NodePort
 
     @Test("SYN from an external client to NodePort 30080 (policy Cluster) is masqueraded to eth0's 172.18.0.11 with a port in 20000-29999 and DNATed to 10.244.2.20:8080; the reply restores client and NodePort")
