@@ -94,7 +94,7 @@ public final class Agent: @unchecked Sendable {
         let (hzHost, hzPort) = splitHostPort(options.healthzBindAddress, defaultPort: ProxyHealthServer.defaultPort)
         let proxyHealth = ProxyHealthServer(host: hzHost, port: hzPort, logger: logger)
         let serviceHealth = ServiceHealthServer(nodeAddresses: [], proxyHealth: proxyHealth, group: group, logger: logger)
-        do { try blocking { try await proxyHealth.start(group: group) } } catch {
+        do { _ = try blocking { try await proxyHealth.start(group: group) } } catch {
             logger.error("healthz not served: \(error)")
         }
         proxyHealth.updated()
@@ -173,7 +173,7 @@ public final class Agent: @unchecked Sendable {
             loop.submit(.exportConntrack(reply: { r in box.withLock { $0 = r }; sem.signal() }))
             if sem.wait(timeout: .now() + 2) == .success,
                let data = try? JSONEncoder().encode(box.current) {
-                FileManager.default.createFile(atPath: path, contents: data)
+                _ = FileManager.default.createFile(atPath: path, contents: data)
                 logger.info("saved \(box.current.count) conntrack entries to \(path)")
             }
         }
