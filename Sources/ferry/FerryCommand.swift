@@ -12,7 +12,7 @@ struct Ferry: ParsableCommand {
         commandName: "ferry",
         abstract: "A userspace Kubernetes Service dataplane on AF_PACKET rings.",
         subcommands: [AgentCommand.self, Validate.self, ServiceCommand.self, ConntrackCommand.self,
-                      Stats.self]
+                      Stats.self, TraceCommand.self]
     )
 }
 
@@ -146,5 +146,44 @@ struct Validate: ParsableCommand {
             print("\(file): \(error.diagnostics.count) error(s); not valid")
             throw ExitCode(1)
         }
+    }
+}
+
+struct TraceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trace",
+        abstract: "Explain, step by step, what Ferry does with a packet (run it in the node's namespace).",
+        discussion: """
+        Runs the real pipeline on the first packet of a flow against this namespace's routes, \
+        neighbours and interfaces and the control-plane file's Services. Example, why a NodePort \
+        hangs on a node without local endpoints:
+          ferry trace --config cluster.yaml --node node3 tcp 203.0.113.10:40000 172.18.0.13:30081
+        """
+    )
+    @Option(name: .customLong("config"), help: "The control-plane file.") var config: String
+    @Option(name: .customLong("node"), help: "This node's name (--hostname-override).") var node: String
+    @Option(name: .customLong("cluster-cidr"), help: "Pod CIDR(s), comma-separated.") var clusterCIDR: String?
+    @Option(name: .customLong("in"), help: "The interface the packet arrives on (default: towards its source).") var ingress: String?
+    @Argument(help: "tcp or udp.") var proto: String
+    @Argument(help: "Source address:port.") var from: String
+    @Argument(help: "Destination address:port.") var to: String
+
+    func run() throws {
+        guard let p = ServiceProtocol(rawValue: proto.uppercased()) else { throw ValidationError("protocol must be tcp or udp") }
+        let (s, sp) = try endpoint(from)
+        let (d, dp) = try endpoint(to)
+        var r = TraceRequest(configPath: config, nodeName: node, protocol: p, source: s, sourcePort: sp,
+                             destination: d, destinationPort: dp)
+        r.clusterCIDRs = try parsePrefixes(clusterCIDR, flag: "--cluster-cidr")
+        r.ingress = ingress
+        for (i, line) in try PacketTrace.run(r).enumerated() { print("\(i + 1). \(line)") }
+    }
+
+    func endpoint(_ text: String) throws -> (IPv4Address, UInt16) {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let a = IPv4Address(parts[0]), let p = UInt16(parts[1]) else {
+            throw ValidationError("'\(text)' is not address:port")
+        }
+        return (a, p)
     }
 }

@@ -212,3 +212,31 @@ import Testing
         #expect(fresh != nil && fresh != gone)
     }
 }
+
+@Suite struct PacketTraceTests {
+    @Test("ferry trace explains a NodePort packet from outside the cluster step by step")
+    func traceExplainsNodePort() throws {
+        let h = try ServiceSyncTests.Harness(endpoints: ["10.244.2.10"])
+        var r = TraceRequest(configPath: h.path, nodeName: "node-1", protocol: .tcp,
+                             source: IPv4Address(203, 0, 113, 10), sourcePort: 40000,
+                             destination: IPv4Address(172, 18, 0, 11), destinationPort: 30080)
+        r.ingress = "eth0"
+        let lines = try PacketTrace.trace(r, state: h.state)
+        #expect(lines.first?.hasPrefix("eth0: received") == true)
+        #expect(lines.contains { $0.contains("matches NodePort frontend 172.18.0.11:30080 of Service default/web") })
+        #expect(lines.contains { $0.contains("backend 10.244.2.10:8080 on node-2 chosen by Maglev") })
+        #expect(lines.contains { $0.contains("source masqueraded to 172.18.0.11:") && $0.contains("externalTrafficPolicy is Cluster") })
+        #expect(lines.last == "verdict: forward on if2")
+        // The agent's own tables are untouched: a trace uses a conntrack of its own.
+        #expect(h.pipeline.conntrack.count == 0)
+    }
+
+    @Test("ferry trace without a way back to the source asks where the packet arrives")
+    func traceNeedsIngress() throws {
+        let h = try ServiceSyncTests.Harness(endpoints: ["10.244.2.10"])
+        let r = TraceRequest(configPath: h.path, nodeName: "node-1", protocol: .udp,
+                             source: IPv4Address(198, 51, 100, 7), sourcePort: 1, destination: ServiceSyncTests.vip,
+                             destinationPort: 53)
+        #expect(throws: AgentError.self) { try PacketTrace.trace(r, state: h.state) }
+    }
+}
