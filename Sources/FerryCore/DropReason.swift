@@ -11,6 +11,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case badL4Header = 5
     case fragmentToService = 6
     case unsupportedProtocolToService = 7
+    case tcpNotOpening = 8
 
     // Routing (20–39).
     case ttlExceeded = 20
@@ -45,6 +46,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .badL4Header: "bad-l4-header"
         case .fragmentToService: "fragment-to-service"
         case .unsupportedProtocolToService: "unsupported-protocol-to-service"
+        case .tcpNotOpening: "tcp-not-opening"
         case .ttlExceeded: "ttl-exceeded"
         case .noRoute: "no-route"
         case .neighbourUnresolved: "neighbour-unresolved"
@@ -80,6 +82,8 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
             "IP fragment addressed to a Service; Ferry does not reassemble, so it cannot NAT fragments (lower the sender's MTU or enable PMTU discovery)"
         case .unsupportedProtocolToService:
             "packet to a Service address with a protocol other than TCP, UDP or ICMP echo"
+        case .tcpNotOpening:
+            "a TCP segment that cannot open a connection (a stray SYN-ACK, FIN or RST) to a Service, with no conntrack entry; the kernel calls it INVALID and kube-proxy's rules never NAT it"
         case .ttlExceeded:
             "TTL reached zero while routing; a routing loop, or a traceroute probe"
         case .noRoute:

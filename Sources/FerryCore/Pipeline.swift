@@ -288,7 +288,7 @@ public struct Pipeline {
         // NEW) never see it: it must not pin an affinity entry, probe SNAT ports or draw an
         // ICMP error. Fail closed: no entry, no NAT (Cilium's policy too).
         guard let initial = ConnState.initial(for: proto, tcpFlags: TCPFlagBits(rawValue: tcpFlags)) else {
-            return .drop(.badL4Header)
+            return .drop(.tcpNotOpening)
         }
 
         // 3. loadBalancerSourceRanges (kube-proxy's KUBE-FW chain drops the rest).

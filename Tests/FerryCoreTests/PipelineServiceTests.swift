@@ -150,7 +150,7 @@ struct PipelineServiceTests {
     func strayRSTCreatesNothing() {
         var node = Node()
         let rst = node.send(tcpFrame(.podAToNode, Node1.podA, 40008, Svc.sticky, 80, flags: [.rst, .ack]), on: Node1.vpA)
-        if case .drop = rst.verdict {} else { Issue.record("stray RST not dropped: \(rst.verdict)") }
+        if case .drop(.tcpNotOpening) = rst.verdict {} else { Issue.record("stray RST not dropped: \(rst.verdict)") }
         #expect(node.pipeline.conntrack.count == 0)
         #expect(node.pipeline.affinity.count == 0)
         #expect(rst.backend == nil)
@@ -158,7 +158,7 @@ struct PipelineServiceTests {
         // packet that could open a connection is refused (kube-proxy's REJECT rules match
         // conntrack state NEW only).
         let fin = node.send(tcpFrame(.podAToNode, Node1.podA, 40009, Svc.empty, 80, flags: [.fin, .ack]), on: Node1.vpA)
-        if case .drop = fin.verdict {} else { Issue.record("stray FIN not dropped: \(fin.verdict)") }
+        if case .drop(.tcpNotOpening) = fin.verdict {} else { Issue.record("stray FIN not dropped: \(fin.verdict)") }
     }
 
     // MARK: NodePort
