@@ -67,18 +67,32 @@ public final class Agent: @unchecked Sendable {
         do { monitor = try NetlinkMonitor() } catch { throw AgentError(description: "netlink: \(error)") }
         publishKernel(monitor.state)
 
+        // A previous agent that handed over left its conntrack and the namespace's original
+        // settings; its namespace changes are still in place, so flows kept flowing through
+        // the kernel-side drops while no agent ran (TCP retransmits cover the gap).
+        var handover: AgentHandover? = nil
+        if let path = options.conntrackStatePath, let data = FileManager.default.contents(atPath: path) {
+            handover = try? JSONDecoder().decode(AgentHandover.self, from: data)
+            if handover == nil { logger.warning("\(path) is not a handover file; ignored") }
+            try? FileManager.default.removeItem(atPath: path)
+        }
         let kernel = KernelSetup(snatRange: cluster.snatPortRange, logger: logger)
+        if let h = handover { kernel.adopt(originals: h.sysctls.map { ($0.name, $0.value) }) }
         try kernel.apply(nodePorts: Agent.nodePorts(document.services))
-        defer { kernel.undo() }
+        var handingOver = false
+        defer {
+            if handingOver {
+                logger.info("namespace changes kept for the next agent (handover via \(options.conntrackStatePath ?? "?"))")
+            } else {
+                kernel.undo()
+            }
+        }
 
         // The pipeline and its tables, restored from a previous run when asked.
         let conntrack = ConntrackTable(capacity: options.conntrackCapacity)
-        if let path = options.conntrackStatePath, let data = FileManager.default.contents(atPath: path) {
-            if let records = try? JSONDecoder().decode([ConntrackRecord].self, from: data) {
-                let n = conntrack.restore(records, now: Timestamp(nanoseconds: MonotonicClock.now()))
-                logger.info("restored \(n) of \(records.count) conntrack entries from \(path)")
-            }
-            try? FileManager.default.removeItem(atPath: path)
+        if let h = handover {
+            let n = conntrack.restore(h.conntrack, now: Timestamp(nanoseconds: MonotonicClock.now()))
+            logger.info("restored \(n) of \(h.conntrack.count) conntrack entries from the previous agent")
         }
         let pipeline = Pipeline(config: PipelineConfig(completePartialChecksums: !options.vnetHeader),
                                 conntrack: conntrack, affinity: AffinityTable(capacity: 65_536),
@@ -168,13 +182,19 @@ public final class Agent: @unchecked Sendable {
         logger.info("stopping")
         for s in sources { s.cancel() }
         if let path = options.conntrackStatePath {
+            // Hand over: save conntrack (remaining lifetimes, so the next process rebases them
+            // on its own clock) and the namespace's original settings, and leave the namespace
+            // changes in place for the next agent.
             let box = Locked<[ConntrackRecord]>([])
             let sem = DispatchSemaphore(value: 0)
             loop.submit(.exportConntrack(reply: { r in box.withLock { $0 = r }; sem.signal() }))
-            if sem.wait(timeout: .now() + 2) == .success,
-               let data = try? JSONEncoder().encode(box.current) {
-                _ = FileManager.default.createFile(atPath: path, contents: data)
-                logger.info("saved \(box.current.count) conntrack entries to \(path)")
+            if sem.wait(timeout: .now() + 2) == .success {
+                let h = AgentHandover(conntrack: box.current,
+                                      sysctls: kernel.originals.map { AgentHandover.Sysctl(name: $0.0, value: $0.1) })
+                if let data = try? JSONEncoder().encode(h), FileManager.default.createFile(atPath: path, contents: data) {
+                    logger.info("saved \(h.conntrack.count) conntrack entries to \(path) for the next agent")
+                    handingOver = true
+                }
             }
         }
         loop.stop()
@@ -184,7 +204,7 @@ public final class Agent: @unchecked Sendable {
         try? blocking { await serviceHealth.shutdown() }
         try? blocking { await proxyHealth.stop() }
         try? group.syncShutdownGracefully()
-        logger.info("stopped; undoing namespace changes")
+        logger.info("stopped")
     }
 
     // MARK: Publishing
@@ -248,4 +268,15 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) thr
     }
     sem.wait()
     return try box.current!.get()
+}
+
+/// What an exiting agent leaves for the next one (`--conntrack-state`): live flows and the
+/// namespace's settings from before the first agent.
+struct AgentHandover: Codable {
+    struct Sysctl: Codable {
+        var name: String
+        var value: String
+    }
+    var conntrack: [ConntrackRecord]
+    var sysctls: [Sysctl]
 }

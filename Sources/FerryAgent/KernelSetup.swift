@@ -97,6 +97,16 @@ final class KernelSetup {
         (try? Command.run(["nft", "list", "table", "ip", Self.table]))?.status == 0
     }
 
+    /// The values the namespace had before any agent changed them, for a handover.
+    var originals: [(String, String)] { saved }
+
+    /// Takes over the originals a previous agent recorded, so that undoing (whenever an
+    /// agent finally exits without handing over) restores what the namespace had before
+    /// the first agent, not what the previous agent left. Call before `apply`.
+    func adopt(originals: [(String, String)]) {
+        saved = originals
+    }
+
     /// Undoes every change, in reverse order.
     func undo() {
         if installed || tableExists() {

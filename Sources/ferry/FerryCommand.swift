@@ -83,7 +83,7 @@ struct AgentCommand: ParsableCommand {
     @Option(name: .customLong("selection"), help: "Backend selection: maglev or random.")
     var selection: String = "maglev"
 
-    @Option(name: .customLong("conntrack-state"), help: "Save conntrack entries here on exit and restore them at start (upgrades keep live flows).")
+    @Option(name: .customLong("conntrack-state"), help: "Hand over to the next agent: on exit save conntrack here and keep the namespace changes; at start restore from it (restarts and upgrades keep live flows).")
     var conntrackState: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
