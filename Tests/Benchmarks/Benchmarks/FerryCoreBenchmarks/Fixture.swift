@@ -67,9 +67,9 @@ enum Fixture {
         InterfaceInfo(index: Node1.vpA, name: "vp-a", mac: Node1.vpAMAC, addresses: [InterfaceAddress(Node1.podGateway)]),
     ])
 
-    /// node-1's main and local tables, as `ip route show table all` reduces them; five
-    /// prefix lengths in use (/32, /24, /16 blackhole, /8, /0), so a lookup probes a few
-    /// hash maps like it would on a real node.
+    /// node-1's main and local tables, as `ip route show table all` reduces them; four
+    /// prefix lengths in use (/32, /24, /8, /0), so a lookup probes a few hash maps, as it
+    /// would on a real node.
     static let routes = RouteTable(routes: [
         Route(destination: prefix(IPv4Address(172, 18, 0, 0), 24), interface: Node1.eth0, preferredSource: Node1.address),
         Route(destination: prefix(IPv4Address(10, 244, 2, 0), 24), gateway: Node1.node2, interface: Node1.eth0),
