@@ -376,7 +376,7 @@ public struct Pipeline {
                   let snatAddress = r.preferredSource ?? egress.primaryAddress
             else { return .drop(.noRoute) }
             reply.destination = snatAddress
-            guard let port = snat.allocate(replyTemplate: reply, table: conntrack, now: now) else {
+            guard let port = snat.allocate(replyTemplate: reply, table: conntrack, now: now, flow: key) else {
                 return .drop(.snatPortsExhausted)
             }
             reply.destinationPort = port
@@ -392,7 +392,7 @@ public struct Pipeline {
             // The reply tuple is taken (e.g. a plain flow from the same client port straight
             // to the backend, KERNEL-NOTES). Resolve it like the kernel's NAT does: keep the
             // address, pick another source port from the SNAT range.
-            guard let port = snat.allocate(replyTemplate: reply, table: conntrack, now: now) else {
+            guard let port = snat.allocate(replyTemplate: reply, table: conntrack, now: now, flow: key) else {
                 return .drop(.conntrackTupleClash)
             }
             reply.destinationPort = port

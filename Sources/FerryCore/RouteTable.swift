@@ -33,38 +33,37 @@ public struct Route: Hashable, Sendable {
     }
 }
 
-/// Longest-prefix match over a fixed set of routes: one hash map per prefix length in
-/// use, probed from the longest length down. A node has a handful of lengths (/32 pod
-/// routes, /24 pod CIDRs, the underlay /24, /0), so a lookup is a few hash probes and
-/// never allocates.
+/// Longest-prefix match over a fixed set of routes: one flat hash map keyed by (prefix
+/// length, masked address), probed from the longest length in use down. A node has a
+/// handful of lengths (/32 pod routes, /24 pod CIDRs, the underlay /24, /0), so a lookup
+/// is a few probes over flat memory and never allocates.
 public struct RouteTable: Sendable {
     public let routes: [Route]
-    @usableFromInline let lengths: [UInt8]                 // non-empty lengths, longest first
-    @usableFromInline let byLength: [[UInt32: Int32]]       // indexed by length 0...32
+    @usableFromInline let lengths: [UInt8]      // non-empty lengths, longest first
+    @usableFromInline let index: FixedHashMap   // (length << 32 | masked address) → route
 
     public init(routes: [Route]) {
-        var byLength = [[UInt32: Int32]](repeating: [:], count: 33)
+        var best: [UInt64: Int] = [:]
         var kept: [Route] = []
         for r in routes {
-            let len = Int(r.destination.length)
-            let key = r.destination.address.value
-            if let existing = byLength[len][key] {
+            let key = UInt64(r.destination.length) << 32 | UInt64(r.destination.address.value)
+            if let existing = best[key] {
                 // Same prefix twice: the lower metric wins, as in the kernel's FIB.
-                if r.metric < kept[Int(existing)].metric { kept[Int(existing)] = r }
+                if r.metric < kept[existing].metric { kept[existing] = r }
                 continue
             }
-            byLength[len][key] = Int32(kept.count)
+            best[key] = kept.count
             kept.append(r)
         }
         self.routes = kept
-        self.byLength = byLength
-        self.lengths = (0...32).reversed().filter { !byLength[$0].isEmpty }.map { UInt8($0) }
+        self.index = FixedHashMap(best.map { ($0.key, Int32($0.value)) })
+        self.lengths = Array(Set(kept.map(\.destination.length))).sorted(by: >)
     }
 
     @inlinable public func lookup(_ destination: IPv4Address) -> Route? {
         for len in lengths {
-            let key = destination.value & IPv4Prefix.mask(Int(len))
-            if let i = byLength[Int(len)][key] { return routes[Int(i)] }
+            let key = UInt64(len) << 32 | UInt64(destination.value & IPv4Prefix.mask(Int(len)))
+            if let i = index.value(for: key) { return routes[Int(i)] }
         }
         return nil
     }
@@ -74,30 +73,38 @@ public struct RouteTable: Sendable {
 /// probe and permanent entries. Incomplete and failed entries are left out: their MAC is
 /// not usable.
 public struct NeighbourTable: Sendable {
-    public struct Key: Hashable, Sendable {
-        public var interface: Int32
-        public var address: UInt32
-        @inlinable public init(interface: InterfaceIndex, address: IPv4Address) {
-            self.interface = interface.rawValue
-            self.address = address.value
-        }
-    }
-    @usableFromInline let entries: [Key: MACAddress]
+    @usableFromInline let macs: [MACAddress]
+    @usableFromInline let keys: [(InterfaceIndex, IPv4Address)]
+    @usableFromInline let index: FixedHashMap   // (ifindex << 32 | address) → mac
 
     public init(_ entries: [(InterfaceIndex, IPv4Address, MACAddress)] = []) {
-        var map: [Key: MACAddress] = [:]
-        for (i, a, m) in entries { map[Key(interface: i, address: a)] = m }
-        self.entries = map
+        var slot: [UInt64: Int] = [:]
+        var macs: [MACAddress] = []
+        var keys: [(InterfaceIndex, IPv4Address)] = []
+        for (i, a, m) in entries {
+            let k = NeighbourTable.key(i, a)
+            if let s = slot[k] { macs[s] = m; continue }
+            slot[k] = macs.count
+            macs.append(m)
+            keys.append((i, a))
+        }
+        self.macs = macs
+        self.keys = keys
+        self.index = FixedHashMap(slot.map { ($0.key, Int32($0.value)) })
+    }
+
+    @inlinable static func key(_ interface: InterfaceIndex, _ address: IPv4Address) -> UInt64 {
+        UInt64(UInt32(bitPattern: interface.rawValue)) << 32 | UInt64(address.value)
     }
 
     @inlinable public func mac(for address: IPv4Address, on interface: InterfaceIndex) -> MACAddress? {
-        entries[Key(interface: interface, address: address)]
+        guard let i = index.value(for: NeighbourTable.key(interface, address)) else { return nil }
+        return macs[Int(i)]
     }
 
-    public var count: Int { entries.count }
+    public var count: Int { macs.count }
     public var all: [(InterfaceIndex, IPv4Address, MACAddress)] {
-        entries.map { (InterfaceIndex($0.key.interface), IPv4Address($0.key.address), $0.value) }
-            .sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+        zip(keys, macs).map { ($0.0, $0.1, $1) }.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
     }
 }
 

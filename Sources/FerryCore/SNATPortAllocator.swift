@@ -9,14 +9,17 @@ import FerryPacket
 /// Picks masquerade source ports from a configured range.
 ///
 /// Policy:
-/// - The search starts at a deterministic offset, a hash of the reply tuple without its
-///   port (so the same backend/node pair spreads over the range and a test can predict
-///   the port), and probes consecutive ports, wrapping around the range.
-/// - It makes at most `maxAttempts` probes (default 128, the kernel's cap in
-///   `nf_nat_l4proto_unique_tuple`), so the search is exhaustive only when the range
-///   has at most `maxAttempts` ports. Unlike the kernel it does not retry from a second
-///   random offset: a range that is that full is exhausted in practice, and one bounded
-///   search keeps the per-flow cost fixed.
+/// - The search starts at a deterministic offset: a hash of the reply tuple without its
+///   port, mixed with the hash of the flow's original tuple when the caller gives it (the
+///   pipeline always does). So flows to the same backend start at different ports — like
+///   the kernel's per-flow offset — and the k-th live flow to a backend does not probe
+///   past k-1 taken ports; a test can still predict the port.
+/// - It makes at most `maxAttempts` probes in all (default 128, the kernel's cap in
+///   `nf_nat_l4proto_unique_tuple`). When the range has at most `maxAttempts` ports they
+///   are probed in order from the start, so the search is exhaustive. A larger range is
+///   probed in up to four runs of consecutive ports, each run from a new offset derived
+///   from the previous one (the kernel also restarts from another offset), so a crowded
+///   stretch of the range does not fail a flow while other stretches are free.
 /// - A port is free when no entry in the table owns the candidate reply tuple (as either
 ///   of its tuples). With `now`, an expired owner is removed and its port reused.
 /// - When no probe finds a free port it returns nil and counts `exhausted`; the caller
@@ -63,26 +66,37 @@ public struct SNATPortAllocator: Sendable {
     ///   - replyTemplate: the masqueraded entry's reply tuple, `backend:bp → node:_`; its
     ///     destination port is ignored. For ICMP echo the identifier is both ports, so
     ///     both are set to P.
+    ///   - flow: the flow's original tuple, whose hash spreads flows to one backend over
+    ///     the range.
     ///   - now: when given, entries whose time is up are removed as they are met and do
     ///     not hold their port; without it, any entry present holds its port.
-    public mutating func allocate(replyTemplate: FlowKey, table: ConntrackTable, now: Timestamp? = nil) -> UInt16? {
+    public mutating func allocate(replyTemplate: FlowKey, table: ConntrackTable, now: Timestamp? = nil,
+                                  flow: FlowKey? = nil) -> UInt16? {
         var candidate = replyTemplate
         candidate.destinationPort = 0
         if candidate.protocol == .icmp { candidate.sourcePort = 0 }
         let n = UInt64(size)
-        let start = candidate.slotHash(seed: seed) % n
-        let attempts = min(maxAttempts, size)
-        for i in 0..<UInt64(attempts) {
-            let port = UInt16(truncatingIfNeeded: UInt64(range.lowerBound) + (start + i) % n)
-            candidate.destinationPort = port
-            if candidate.protocol == .icmp { candidate.sourcePort = port }
-            counters.probes &+= 1
-            let taken: Bool
-            if let now { taken = table.lookup(candidate, now: now) != nil } else { taken = table.contains(candidate) }
-            if !taken {
-                counters.allocated &+= 1
-                return port
+        var offset = candidate.slotHash(seed: seed)
+        if let flow { offset ^= flow.slotHash(seed: seed &+ 0x5A17) }
+        let exhaustive = size <= maxAttempts
+        let runs = exhaustive ? 1 : min(4, maxAttempts)
+        let perRun = exhaustive ? size : maxAttempts / runs
+        for _ in 0..<runs {
+            let start = offset % n
+            for i in 0..<UInt64(perRun) {
+                let port = UInt16(truncatingIfNeeded: UInt64(range.lowerBound) + (start + i) % n)
+                candidate.destinationPort = port
+                if candidate.protocol == .icmp { candidate.sourcePort = port }
+                counters.probes &+= 1
+                let taken: Bool
+                if let now { taken = table.lookup(candidate, now: now) != nil } else { taken = table.contains(candidate) }
+                if !taken {
+                    counters.allocated &+= 1
+                    return port
+                }
             }
+            // Another stretch of the range: remix the offset (splitmix64's finaliser).
+            offset = (offset ^ (offset >> 31)) &* 0x94D0_49BB_1331_11EB &+ 0x9E37_79B9_7F4A_7C15
         }
         counters.exhausted &+= 1
         return nil

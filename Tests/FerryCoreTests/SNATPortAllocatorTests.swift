@@ -103,21 +103,44 @@ struct SNATPortAllocatorTests {
         #expect(a.allocate(replyTemplate: withPort, table: table) == b.allocate(replyTemplate: template(), table: table))
     }
 
-    @Test("at most maxAttempts probes: a larger range can be refused while ports remain free")
+    @Test("at most maxAttempts probes in all: a full larger range is refused after exactly maxAttempts probes")
     func boundedSearch() {
         let table = ConntrackTable(capacity: 64)
         var snat = SNATPortAllocator(range: 20_000...20_015, maxAttempts: 4)
-        // Each allocation takes the next port after the same start: four fill the window.
-        for i in 0..<4 {
-            let p = snat.allocate(replyTemplate: template(), table: table)!
-            let (o, r) = masqueradedFlow(i, port: p)
+        // Every port of the range owned by a live entry.
+        for (i, port) in (UInt16(20_000)...20_015).enumerated() {
+            let (o, r) = masqueradedFlow(i, port: port)
             _ = table.insert(original: o, reply: r, now: now, initialState: .synSent)
         }
         let probesBefore = snat.counters.probes
-        #expect(snat.allocate(replyTemplate: template(), table: table) == nil)
+        #expect(snat.allocate(replyTemplate: template(), table: table, flow: masqueradedFlow(99, port: 0).0) == nil)
         #expect(snat.counters.probes - probesBefore == 4)
         #expect(snat.counters.exhausted == 1)
-        #expect(table.count == 4)  // 12 of 16 ports were still free
+    }
+
+    @Test("flows to one backend start at different ports: 3,000 live flows cost about one probe each and none is refused")
+    func flowsSpreadOverTheRange() {
+        let table = ConntrackTable(capacity: 8192)
+        var snat = SNATPortAllocator(range: 20_000...29_999)
+        for i in 0..<3000 {
+            // 3,000 clients: 203.0.113.0/24 does not hold them, so spread them over a /16.
+            let o = FlowKey(protocol: .tcp, source: IPv4Address(198, 18, UInt8(i / 250), UInt8(1 + i % 250)),
+                            sourcePort: 40_000, destination: nodePortIP, destinationPort: 30_080)
+            guard let p = snat.allocate(replyTemplate: template(), table: table, flow: o) else {
+                Issue.record("flow \(i) refused with \(table.count) live flows in a 10,000-port range")
+                return
+            }
+            var r = template()
+            r.destinationPort = p
+            guard case .inserted = table.insert(original: o, reply: r, now: now, initialState: .synSent) else {
+                Issue.record("flow \(i): the allocated port \(p) was taken")
+                return
+            }
+        }
+        #expect(snat.counters.exhausted == 0)
+        // Without the flow's hash every search would start at one port and the k-th flow
+        // would probe k ports (≈ 4.5 million probes in all here).
+        #expect(snat.counters.probes < 3000 * 2)
     }
 
     @Test("ICMP echo: the allocated identifier is both ports of the reply tuple")
