@@ -63,6 +63,11 @@ final class PacketLoop: @unchecked Sendable {
     private var pipeline: Pipeline
     private var rings: [Int32: PacketRing] = [:]
     private var ringOrder: [PacketRing] = []
+    /// The rings by ifindex, dense, for the per-packet egress lookup (no hashing).
+    private var ringByIndex: [PacketRing?] = []
+    /// Per-packet TX counters by ifindex, dense; folded into `counters` for reports.
+    private var txFrames: [UInt64] = []
+    private var txRingFull: [UInt64] = []
     private var counters: [Int32: InterfaceCounters] = [:]
     private var ringGeneration: UInt64 = .max
     private let logger: Logger
@@ -112,6 +117,12 @@ final class PacketLoop: @unchecked Sendable {
             }
         }
         ringOrder = rings.keys.sorted().compactMap { rings[$0] }
+        let size = Int((rings.keys.max() ?? 0) + 1)
+        ringByIndex = (0..<size).map { rings[Int32($0)] }
+        if txFrames.count < size {
+            txFrames += [UInt64](repeating: 0, count: size - txFrames.count)
+            txRingFull += [UInt64](repeating: 0, count: size - txRingFull.count)
+        }
     }
 
     func run() {
@@ -189,16 +200,19 @@ final class PacketLoop: @unchecked Sendable {
 
     @inline(__always)
     private func transmit(_ bytes: UnsafeRawBufferPointer, vnet: VirtioNetHeader?, on egress: Int32) {
-        guard let ring = rings[egress] else {
-            counters[egress, default: InterfaceCounters()].sendErrors &+= 1
+        let i = Int(egress)
+        guard i >= 0, i < ringByIndex.count, let ring = ringByIndex[i] else {
+            // The pipeline chose an interface whose ring is not open (it failed to open,
+            // or the interface just appeared): counted as a drop with that reason.
+            pipeline.counters.byReason[Int(DropReason.egressInterfaceUnknown.rawValue)] &+= 1
             return
         }
         let header: VirtioNetHeader? = options.vnetHeader ? (vnet ?? VirtioNetHeader.none) : nil
         if ring.enqueue(copying: bytes, vnet: header) {
-            counters[egress, default: InterfaceCounters()].txFrames &+= 1
+            txFrames[i] &+= 1
         } else {
             // Full: count and drop, never spin (the TX ring is flushed every batch).
-            counters[egress, default: InterfaceCounters()].txRingFull &+= 1
+            txRingFull[i] &+= 1
             pipeline.counters.byReason[Int(DropReason.txRingFull.rawValue)] &+= 1
         }
     }
@@ -222,6 +236,10 @@ final class PacketLoop: @unchecked Sendable {
                 s.pipeline = pipeline.counters
                 for (i, r) in rings {
                     counters[i, default: InterfaceCounters()].sendErrors = r.statistics.sendErrors
+                    if Int(i) < txFrames.count {
+                        counters[i, default: InterfaceCounters()].txFrames = txFrames[Int(i)]
+                        counters[i, default: InterfaceCounters()].txRingFull = txRingFull[Int(i)]
+                    }
                 }
                 s.interfaces = counters
                 s.conntrackCount = pipeline.conntrack.count
