@@ -14,7 +14,7 @@ FERRY_REL    := .build/release/ferry
 APT_PACKAGES := libnl-3-dev libnl-route-3-dev pkg-config iproute2 nftables iptables conntrack \
                 curl python3 python3-scapy nginx-light tcpdump ethtool netsniff-ng sockperf iperf3 wrk
 
-.PHONY: all build release test unit-test e2e-test demo bench bench-micro bench-datapath deps clean lab-down
+.PHONY: all build release test unit-test e2e-test demo bench bench-micro bench-datapath bench-sync deps clean lab-down
 
 all: build
 
@@ -47,13 +47,16 @@ e2e-test: deps build
 demo: deps build
 	FERRY_BIN=$(CURDIR)/$(FERRY_DEBUG) netns-lab/demo
 
-bench: bench-micro bench-datapath
+bench: bench-micro bench-datapath bench-sync
 
 bench-micro: deps
 	cd Tests/Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark
 
 bench-datapath: deps release
 	FERRY_BIN=$(CURDIR)/$(FERRY_REL) netns-lab/bench
+
+bench-sync: deps
+	netns-lab/sync-bench
 
 lab-down:
 	netns-lab/lab down --all

@@ -62,6 +62,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Control-plane sync benchmark (netns-lab/sync-bench): Ferry's reload path beside
+        // the rules kube-proxy would write for the same cluster.
+        .executableTarget(
+            name: "ferry-sync-bench",
+            dependencies: ["FerryAgent", "FerryControlPlane", "FerryCore", "FerryPacket"]
+        ),
         .testTarget(name: "FerryPacketTests", dependencies: ["FerryPacket"], exclude: ["make_scapy_fixtures.py"]),
         .testTarget(name: "FerryCoreTests", dependencies: ["FerryCore", "FerryPacket"]),
         .testTarget(name: "FerryControlPlaneTests", dependencies: ["FerryControlPlane", "FerryCore"], resources: [.copy("Manifests")]),

@@ -44,19 +44,46 @@ public struct ControlPlaneDiff: Hashable, Sendable, CustomStringConvertible {
 
     public init(oldServices: [ServiceSpec], oldSlices: [EndpointSliceSpec],
                 newServices: [ServiceSpec], newSlices: [EndpointSliceSpec]) {
-        var before: [ServiceName: ServiceSpec] = [:]
-        for s in oldServices { before[s.name] = s }
-        var after: [ServiceName: ServiceSpec] = [:]
-        for s in newServices { after[s.name] = s }
-        addedServices = after.keys.filter { before[$0] == nil }.sorted()
-        removedServices = before.keys.filter { after[$0] == nil }.sorted()
-        changedServices = after.compactMap { name, spec in
-            guard let old = before[name], old != spec else { return nil }
-            return name
-        }.sorted()
+        if oldServices == newServices {
+            // The common case on an endpoint change: no Service was touched.
+            addedServices = []
+            removedServices = []
+            changedServices = []
+        } else {
+            var before: [ServiceName: ServiceSpec] = [:]
+            for s in oldServices { before[s.name] = s }
+            var after: [ServiceName: ServiceSpec] = [:]
+            for s in newServices { after[s.name] = s }
+            addedServices = after.keys.filter { before[$0] == nil }.sorted()
+            removedServices = before.keys.filter { after[$0] == nil }.sorted()
+            changedServices = after.compactMap { name, spec in
+                guard let old = before[name], old != spec else { return nil }
+                return name
+            }.sorted()
+        }
 
-        let oldEndpoints = ControlPlaneDiff.endpointsByService(oldSlices)
-        let newEndpoints = ControlPlaneDiff.endpointsByService(newSlices)
+        // A reload usually changes a few slices out of thousands: when the two lists line
+        // up (same length, the file's order kept), only the Services of slices that differ
+        // need their endpoints compared, and equal slices are skipped without building the
+        // per-address maps (which cost more than the rest of a reload's table update).
+        var candidates: Set<ServiceName>?
+        if oldSlices.count == newSlices.count {
+            var differing = Set<ServiceName>()
+            for i in oldSlices.indices where oldSlices[i] != newSlices[i] {
+                differing.insert(oldSlices[i].service)
+                differing.insert(newSlices[i].service)
+            }
+            candidates = differing
+        }
+        let oldEndpoints: [ServiceName: [IPv4Address: EndpointState]]
+        let newEndpoints: [ServiceName: [IPv4Address: EndpointState]]
+        if let candidates {
+            oldEndpoints = candidates.isEmpty ? [:] : ControlPlaneDiff.endpointsByService(oldSlices.filter { candidates.contains($0.service) })
+            newEndpoints = candidates.isEmpty ? [:] : ControlPlaneDiff.endpointsByService(newSlices.filter { candidates.contains($0.service) })
+        } else {
+            oldEndpoints = ControlPlaneDiff.endpointsByService(oldSlices)
+            newEndpoints = ControlPlaneDiff.endpointsByService(newSlices)
+        }
         var changes: [EndpointChanges] = []
         for service in Set(oldEndpoints.keys).union(newEndpoints.keys).sorted() {
             let o = oldEndpoints[service] ?? [:]
@@ -110,11 +137,11 @@ public struct ControlPlaneDiff: Hashable, Sendable, CustomStringConvertible {
             let ports = slice.ports.sorted { a, b in
                 (a.name ?? "", a.protocol.rawValue, a.port) < (b.name ?? "", b.protocol.rawValue, b.port)
             }
-            var forService = result[slice.service] ?? [:]
-            for e in slice.endpoints where forService[e.address] == nil {
-                forService[e.address] = EndpointState(endpoint: e, ports: ports)
+            // Mutated in place: a copy taken out and stored back would be copied whole
+            // on the first insert while the dictionary still holds the original.
+            for e in slice.endpoints where result[slice.service, default: [:]][e.address] == nil {
+                result[slice.service, default: [:]][e.address] = EndpointState(endpoint: e, ports: ports)
             }
-            result[slice.service] = forService
         }
         return result
     }

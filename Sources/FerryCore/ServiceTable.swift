@@ -33,6 +33,24 @@ public struct ServiceTableBuildStatistics: Hashable, Sendable {
     public var maglevBytes = 0
 }
 
+/// Runs the Maglev table fills of one build, which are independent of each other
+/// (each reads its own backend list and writes its own table). FerryCore has no threads
+/// (stdlib only), so the default runs them one after another; the control plane passes
+/// one that fans them out (`DispatchQueue.concurrentPerform`). `body(i)` for every `i`
+/// in `0..<iterations` must have returned when `run` returns.
+public struct TableBuildExecutor: Sendable {
+    public let run: @Sendable (_ iterations: Int, _ body: @Sendable (Int) -> Void) -> Void
+
+    public init(_ run: @escaping @Sendable (_ iterations: Int, _ body: @Sendable (Int) -> Void) -> Void) {
+        self.run = run
+    }
+
+    /// In order, on the calling thread.
+    public static let serial = TableBuildExecutor { iterations, body in
+        for i in 0..<iterations { body(i) }
+    }
+}
+
 /// The Services this node proxies, indexed for the per-packet path: frontend lookup by
 /// destination, and backend selection per Service port.
 ///
@@ -69,6 +87,21 @@ public final class ServiceTable: Sendable {
     let nextServicePortIndex: Int
     let maglevTablesByBackends: [[UInt64]: MaglevTable]
     let portRangeByService: [ServiceName: Range<Int>]
+    /// Each Service's slices, and the Maglev keys of each position's sets: with
+    /// `servicePorts`, `clusterSets` and `localSets` they let the next build take a
+    /// Service whose ports and slices did not change as it is, without resolving its
+    /// endpoints or looking its tables up again (a reload usually changes a few Services
+    /// out of thousands).
+    let slicesByService: [ServiceName: [EndpointSliceSpec]]
+    let setKeys: [SetKeys]
+
+    struct SetKeys: Sendable {
+        /// The Maglev keys of the Cluster / Local set; empty when the set has no table.
+        let cluster: [UInt64]
+        let local: [UInt64]
+        /// The Local set is the Cluster set (every usable endpoint is on this node).
+        let localIsCluster: Bool
+    }
 
     struct BackendSet: Sendable {
         let backends: [Backend]
@@ -92,9 +125,10 @@ public final class ServiceTable: Sendable {
     ///   - previous: the table this one replaces. Its Service port indices are kept, and
     ///     its Maglev tables are reused for backend lists that did not change, so that a
     ///     one-endpoint change costs one table, not all of them.
+    ///   - executor: runs the Maglev fills this build needs (see `TableBuildExecutor`).
     public init(services: [ServiceSpec], slices: [EndpointSliceSpec], node: NodeIdentity,
                 cluster: ClusterConfig, strategy: BackendSelector.Strategy = .maglev(),
-                reusing previous: ServiceTable? = nil) {
+                reusing previous: ServiceTable? = nil, executor: TableBuildExecutor = .serial) {
         precondition(strategy.isValid, "invalid backend selection strategy \(strategy)")
         self.node = node
         self.cluster = cluster
@@ -118,12 +152,16 @@ public final class ServiceTable: Sendable {
         // A table is reusable only if it was built with the same table size.
         let previousTables = previous?.strategy == strategy ? previous?.maglevTablesByBackends ?? [:] : [:]
         var tables: [[UInt64]: MaglevTable] = [:]
+        var fresh: [[UInt64]: MaglevTable] = [:]
+        // A Service's resolved ports carry over when the table size and the node (which
+        // decides the Local sets) are the same, and its ports and slices are equal.
+        let carried = previous.flatMap { $0.strategy == strategy && $0.node.name == node.name ? $0 : nil }
 
-        func makeSet(_ backends: [Backend]) -> BackendSet {
+        /// `keys`: the set's Maglev keys (empty when it needs no table).
+        func makeSet(_ backends: [Backend], keys: [UInt64]) -> BackendSet {
             guard case .maglev = strategy, backends.count > 1 else {
                 return BackendSet(backends: backends, selector: BackendSelector(strategy: strategy, keys: backends.map(\.key)))
             }
-            let keys = backends.map(\.key)
             let table: MaglevTable
             if let shared = tables[keys] {
                 table = shared
@@ -134,7 +172,8 @@ public final class ServiceTable: Sendable {
                 stats.maglevTablesReused += 1
                 stats.maglevBytes += old.size * old.bytesPerSlot
             } else {
-                table = MaglevTable(keys: keys, size: strategy.maglevTableSize)
+                // Filled before the sets are made (see `pending` below).
+                table = fresh[keys]!
                 tables[keys] = table
                 stats.maglevTablesBuilt += 1
                 stats.maglevBytes += table.size * table.bytesPerSlot
@@ -153,8 +192,12 @@ public final class ServiceTable: Sendable {
         var localSets: [BackendSet] = []
         var indexByIdentity: [ServicePortIdentity: Int] = [:]
         var portRangeByService: [ServiceName: Range<Int>] = [:]
+        // For each position, the previous table's position of the same Service port when
+        // it carries over unchanged.
+        var carriedPosition: [Int?] = []
         let portCount = proxied.reduce(0) { $0 + $1.ports.count }
         servicePorts.reserveCapacity(portCount)
+        carriedPosition.reserveCapacity(portCount)
         clusterSets.reserveCapacity(portCount)
         localSets.reserveCapacity(portCount)
         indexByIdentity.reserveCapacity(portCount)
@@ -163,7 +206,13 @@ public final class ServiceTable: Sendable {
         for service in proxied {
             let firstPort = servicePorts.count
             let serviceSlices = slicesByService[service.name] ?? []
-            for port in service.ports {
+            var previousFirst: Int?
+            if let carried, let range = carried.portRangeByService[service.name], range.count == service.ports.count,
+               zip(range, service.ports).allSatisfy({ carried.servicePorts[$0].port == $1 }),
+               carried.slicesByService[service.name] ?? [] == serviceSlices {
+                previousFirst = range.lowerBound
+            }
+            for (portOffset, port) in service.ports.enumerated() {
                 let position = servicePorts.count
                 let identity = ServicePortIdentity(service: service.name, portName: port.name ?? "", protocol: port.protocol)
                 // A repeated (name, protocol) within one Service is invalid upstream; if it
@@ -177,15 +226,18 @@ public final class ServiceTable: Sendable {
                 }
                 indexByIdentity[identity] = spIndex
 
-                let endpoints = EndpointSelection.endpoints(for: port, in: serviceSlices, nodeName: node.name)
-                let (clusterBackends, localBackends) = EndpointSelection.categorize(endpoints)
-                let clusterSet = makeSet(clusterBackends)
-                // Every endpoint on this node is usable: the Local set is the Cluster set.
-                let localSet = localBackends == clusterBackends ? clusterSet : makeSet(localBackends)
-                clusterSets.append(clusterSet)
-                localSets.append(localSet)
-                servicePorts.append(ServicePortEndpoints(servicePortIndex: spIndex, service: service.name, port: port,
-                                                         endpoints: endpoints, cluster: clusterBackends, local: localBackends))
+                if let carried, let first = previousFirst {
+                    let old = carried.servicePorts[first + portOffset]
+                    servicePorts.append(ServicePortEndpoints(servicePortIndex: spIndex, service: service.name, port: port,
+                                                             endpoints: old.endpoints, cluster: old.cluster, local: old.local))
+                    carriedPosition.append(first + portOffset)
+                } else {
+                    let endpoints = EndpointSelection.endpoints(for: port, in: serviceSlices, nodeName: node.name)
+                    let (clusterBackends, localBackends) = EndpointSelection.categorize(endpoints)
+                    servicePorts.append(ServicePortEndpoints(servicePortIndex: spIndex, service: service.name, port: port,
+                                                             endpoints: endpoints, cluster: clusterBackends, local: localBackends))
+                    carriedPosition.append(nil)
+                }
 
                 func add(_ kind: FrontendKind, _ address: IPv4Address, _ dport: UInt16, _ ranges: [IPv4Prefix] = []) {
                     let id = frontends.count
@@ -219,6 +271,70 @@ public final class ServiceTable: Sendable {
             portRangeByService[service.name] = firstPort..<servicePorts.count
         }
 
+        // The Maglev tables this build needs and the previous one does not have: every
+        // distinct backend list of more than one backend. They are independent of each
+        // other, so `executor` may fill them in parallel; the sets below only look up.
+        var setKeys: [SetKeys] = []
+        setKeys.reserveCapacity(servicePorts.count)
+        let isMaglev = if case .maglev = strategy { true } else { false }
+        for (position, sp) in servicePorts.enumerated() {
+            if let old = carriedPosition[position] {
+                setKeys.append(carried!.setKeys[old])
+                continue
+            }
+            let cluster = isMaglev && sp.cluster.count > 1 ? sp.cluster.map(\.key) : []
+            // Every endpoint on this node is usable: the Local set is the Cluster set.
+            let localIsCluster = sp.local == sp.cluster
+            let local = localIsCluster ? cluster : isMaglev && sp.local.count > 1 ? sp.local.map(\.key) : []
+            setKeys.append(SetKeys(cluster: cluster, local: local, localIsCluster: localIsCluster))
+        }
+        if isMaglev {
+            var pending: [[UInt64]] = []
+            var queued = Set<[UInt64]>()
+            for (position, keys) in setKeys.enumerated() where carriedPosition[position] == nil {
+                for list in keys.localIsCluster ? [keys.cluster] : [keys.cluster, keys.local] where !list.isEmpty {
+                    if previousTables[list] == nil, queued.insert(list).inserted { pending.append(list) }
+                }
+            }
+            if !pending.isEmpty {
+                let size = strategy.maglevTableSize
+                var filled = [MaglevTable?](repeating: nil, count: pending.count)
+                filled.withUnsafeMutableBufferPointer { out in
+                    let slots = TableSlots(base: out.baseAddress!)
+                    let lists = pending
+                    executor.run(lists.count) { i in slots.base[i] = MaglevTable(keys: lists[i], size: size) }
+                }
+                fresh.reserveCapacity(pending.count)
+                for (keys, table) in zip(pending, filled) { fresh[keys] = table! }
+            }
+        }
+        // A carried set keeps its table; it is registered under its keys so that the
+        // next build, and equal sets in this one, find it.
+        func register(_ keys: [UInt64], _ set: BackendSet) {
+            guard !keys.isEmpty, let table = set.selector.maglevTable else { return }
+            if tables[keys] != nil {
+                stats.maglevTablesShared += 1
+            } else {
+                tables[keys] = table
+                stats.maglevTablesReused += 1
+                stats.maglevBytes += table.size * table.bytesPerSlot
+            }
+        }
+        for (position, sp) in servicePorts.enumerated() {
+            if let old = carriedPosition[position], let carried {
+                let keys = setKeys[position]
+                register(keys.cluster, carried.clusterSets[old])
+                if !keys.localIsCluster { register(keys.local, carried.localSets[old]) }
+                clusterSets.append(carried.clusterSets[old])
+                localSets.append(carried.localSets[old])
+                continue
+            }
+            let clusterSet = makeSet(sp.cluster, keys: setKeys[position].cluster)
+            let localSet = setKeys[position].localIsCluster ? clusterSet : makeSet(sp.local, keys: setKeys[position].local)
+            clusterSets.append(clusterSet)
+            localSets.append(localSet)
+        }
+
         stats.servicePorts = servicePorts.count
         stats.frontends = frontends.count
         self.frontends = frontends
@@ -238,6 +354,8 @@ public final class ServiceTable: Sendable {
         nextServicePortIndex = nextIndex
         maglevTablesByBackends = tables
         self.portRangeByService = portRangeByService
+        self.slicesByService = slicesByService
+        self.setKeys = setKeys
     }
 
     /// An empty table (no Services), the state before the first load.
@@ -344,6 +462,13 @@ public final class ServiceTable: Sendable {
     public func frontends(of service: ServiceName) -> [Frontend] {
         frontends.filter { $0.service == service }
     }
+}
+
+/// The output array of a parallel Maglev fill. Unchecked Sendable is safe here: each
+/// iteration writes only its own element, nothing reads until `run` has returned, and
+/// the array outlives the call (`withUnsafeMutableBufferPointer`).
+private struct TableSlots: @unchecked Sendable {
+    let base: UnsafeMutablePointer<MaglevTable?>
 }
 
 extension BackendSelector.Strategy {
