@@ -41,7 +41,20 @@ def _num(v):
         return False
 
 
+class Note(str):
+    """A cell that is text, not a time."""
+
+
+class Marked:
+    """A time from fewer runs than asked."""
+
+    def __init__(self, value, runs):
+        self.value, self.runs = value, runs
+
+
 def ms(v):
+    if isinstance(v, Marked):
+        return "%s (%d run%s)" % (ms(v.value), v.runs, "" if v.runs == 1 else "s")
     if v is None:
         return "–"
     if not _num(v):
@@ -61,9 +74,12 @@ def mib(b):
 
 
 def ratio(kernel, ferry):
+    if isinstance(kernel, Marked):
+        kernel = kernel.value
     if not (_num(kernel) and _num(ferry)) or float(ferry) <= 0:
         return "–"
-    return "%.0f×" % (float(kernel) / float(ferry))
+    r = float(kernel) / float(ferry)
+    return "%.0f×" % r if r >= 10 else "%.1f×" % r
 
 
 def summarize(results):
@@ -73,9 +89,12 @@ def summarize(results):
     formats = machine["formats"].split()
     default_m = 16381 if 16381 in tables else tables[0]
     out = []
-    out.append("Run `%s`: kernel %s, %d CPUs, %s, %s; %s repetitions, medians."
+    end_load = os.path.join(results, "load-average-at-end.txt")
+    out.append("Run `%s`: kernel %s, %d CPUs, %s, %s; %s repetitions, medians. "
+               "Load average (1, 5, 15 min) %s at the start, %s at the end: other work shared the machine."
                % (machine["timestamp"], machine["kernel"], int(machine["cpus"]), machine["iptables"],
-                  machine["nft"], machine["repetitions"]))
+                  machine["nft"], machine["repetitions"], machine.get("loadAverageAtStart", "?"),
+                  open(end_load).read().strip() if os.path.exists(end_load) else "?"))
     out.append("")
 
     def ferry(size, fmt):
@@ -88,12 +107,22 @@ def summarize(results):
                 return b
         return None
 
+    reps = int(machine["repetitions"])
+
     def kernel(size, tool):
+        """(full, partial) medians; fewer runs than asked are marked, a skipped tool says so."""
         p = os.path.join(results, "kernel-%d-%s.json" % (size, tool))
         if not os.path.exists(p):
             return None, None
-        runs = load(p)["runs"]
-        return med([r["fullMs"] for r in runs]), med([r["partialMs"] for r in runs if r["partialMs"] != "null"])
+        k = load(p)
+        if k.get("skipped"):
+            return Note("not run¹"), Note("not run¹")
+        runs = k["runs"]
+        full = med([r["fullMs"] for r in runs])
+        partial = med([r["partialMs"] for r in runs if r["partialMs"] not in ("null", None)])
+        if 0 < len(runs) < reps:
+            return Marked(full, len(runs)), Marked(partial, len(runs))
+        return full, partial
 
     def fmt_cols(title):
         return " | ".join("%s %s" % (title, f.upper()) for f in formats)
@@ -175,6 +204,15 @@ def summarize(results):
                 size, fmt.upper(), ms(c["medianReadParseValidateMs"]), ms(c["medianBuildMs"]),
                 ms(c["medianDiffMs"]), ms(c["medianReloadMs"]), c["maglevTablesBuilt"], c["maglevTablesReused"]))
     out.append("")
+
+    skipped = []
+    for path in sorted(glob.glob(os.path.join(results, "kernel-*.json"))):
+        k = load(path)
+        if k.get("skipped"):
+            skipped.append("%s at %s Services (%s)" % (k["tool"], os.path.basename(path).split("-")[1], k["skipped"]))
+    if skipped:
+        out.append("¹ Not run: " + "; ".join(skipped) + ". A larger rule set only takes longer.")
+        out.append("")
 
     out.append("**kube-proxy rule volume** (what the kernel tools were given)")
     out.append("")
