@@ -354,7 +354,12 @@ public struct Pipeline {
         }
         tracer.record(.backendChosen(address: b.address, port: b.port, node: b.nodeName, by: how))
 
-        // 6. Masquerade decision (kube-proxy's KUBE-MARK-MASQ rules).
+        // 6. Masquerade decision (kube-proxy's KUBE-MARK-MASQ rules), plus one of a
+        // router's: a packet that would leave by the link it came in on must be
+        // masqueraded, or the backend answers the client directly over that link (a pod
+        // on a bridge reaching another pod on it through a ClusterIP) and the reply is
+        // never reverse-NATed. kube-proxy needs br_netfilter for that case.
+        let backendRoute = state.routes.lookup(b.address)
         var masq: MasqueradeReason? = nil
         if state.cluster.masqueradeAll {
             masq = .masqueradeAll
@@ -364,6 +369,8 @@ public struct Pipeline {
             masq = .externalClusterPolicy
         } else if !isExternalKind && !state.cluster.clusterCIDRs.isEmpty && !fromPod {
             masq = .offClusterToClusterIP
+        } else if let r = backendRoute, r.kind == .unicast, r.interface == info.ingress {
+            masq = .sameLink
         }
 
         // 7. The reply tuple, allocating a source port if masquerading. The route to the
@@ -371,7 +378,7 @@ public struct Pipeline {
         var reply = FlowKey(protocol: proto, source: b.address, sourcePort: b.port, destination: src,
                             destinationPort: sport)
         if let why = masq {
-            guard let r = state.routes.lookup(b.address), r.kind == .unicast,
+            guard let r = backendRoute, r.kind == .unicast,
                   let egress = state.interfaces.port(r.interface),
                   let snatAddress = r.preferredSource ?? egress.primaryAddress
             else { return .drop(.noRoute) }

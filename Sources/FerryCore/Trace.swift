@@ -30,12 +30,14 @@ public enum MasqueradeReason: Sendable, Equatable, CustomStringConvertible {
     case externalClusterPolicy
     case offClusterToClusterIP
     case hairpin
+    case sameLink
     public var description: String {
         switch self {
         case .masqueradeAll: "--masquerade-all is set"
         case .externalClusterPolicy: "externalTrafficPolicy is Cluster, so external traffic is masqueraded in case the backend is on another node (kube-proxy's KUBE-EXT chain)"
         case .offClusterToClusterIP: "the source is outside the cluster CIDR (kube-proxy masquerades off-cluster traffic to a ClusterIP)"
         case .hairpin: "hairpin: the pod reaches itself through its Service, so the source must change for the reply to come back through Ferry"
+        case .sameLink: "the backend is on the link the packet came from, so it would answer the client directly, bypassing the reverse NAT"
         }
     }
 }
