@@ -41,8 +41,11 @@ unit-test: deps
 	$(SWIFT) build $(SWIFT_FLAGS)
 	$(SWIFT) test $(SWIFT_FLAGS)
 
+# The lab twice: pods on point-to-point veths (Calico/Cilium's shape) and on a bridge
+# (the bridge CNI's shape); the agent learns either from netlink.
 e2e-test: deps build
-	FERRY_BIN=$(CURDIR)/$(FERRY_DEBUG) netns-lab/e2e --dataplane ferry
+	FERRY_BIN=$(CURDIR)/$(FERRY_DEBUG) netns-lab/e2e --dataplane ferry --pod-network bridge
+	FERRY_BIN=$(CURDIR)/$(FERRY_DEBUG) netns-lab/e2e --dataplane ferry --pod-network p2p
 
 demo: deps build
 	FERRY_BIN=$(CURDIR)/$(FERRY_DEBUG) netns-lab/demo
