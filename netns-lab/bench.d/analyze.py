@@ -231,7 +231,7 @@ def chart_svg(results, dps):
                 bars.append((dp, r["ratio_to_nftables"]))
         if bars:
             rows.append((label + (" ↑" if higher else " ↓"), bars))
-    bh, gap, left, right, top = 9, 8, 250, 30, 62
+    bh, gap, left, right, top = 9, 8, 250, 40, 62
     width = 900
     plot_w = width - left - right
     lo, hi = -6, 6  # log2 range: 1/64 .. 64
@@ -270,6 +270,17 @@ def chart_svg(results, dps):
             o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: ×%.3f (%.3f–%.3f)</title></rect>'
                      % (min(x0, x1), y, max(abs(x1 - x0), 1), bh - 1, COLORS.get(dp, "#000"), LABELS.get(dp, dp),
                         rs["median"], rs["min"], rs["max"]))
+            # The value beside the bar, past its whisker (bars clamp at 1/64 and 64).
+            if rs["median"] >= 1:
+                o.append('<text x="%.1f" y="%d" font-size="8" fill="#333">×%.2g</text>'
+                         % (x(rs["max"]) + 3, y + bh - 2, rs["median"]))
+            elif rs["min"] < 2.0 ** lo:
+                # Clamped at the left edge: the figure goes right of the 1× line instead.
+                o.append('<text x="%.1f" y="%d" font-size="8" fill="#333">×%.2g (off scale)</text>'
+                         % (x(1.0) + 3, y + bh - 2, rs["median"]))
+            else:
+                o.append('<text x="%.1f" y="%d" font-size="8" fill="#333" text-anchor="end">×%.2g</text>'
+                         % (x(rs["min"]) - 3, y + bh - 2, rs["median"]))
             if rs["n"] > 1:
                 a, b, cy = x(rs["min"]), x(rs["max"]), y + (bh - 1) / 2
                 o.append('<path d="M%.1f %.1fH%.1fM%.1f %.1fV%.1fM%.1f %.1fV%.1f" stroke="#000" stroke-width="1" fill="none"/>'
