@@ -18,7 +18,9 @@ public struct AgentOptions: Sendable {
     public var interfaces: [String]? = nil
     public var adminSocket = "/run/ferry/admin.sock"
     public var conntrackCapacity = 262_144
-    public var ring: RingKind = .v3
+    /// TPACKET_V2 by default: measured faster than V3 here in packets per second, and V3's
+    /// block retire timer (1 ms at best) sets a latency floor at light load (docs/benchmarks.md).
+    public var ring: RingKind = .v2
     public var ringTimeoutMs = 1
     public var vnetHeader = true
     public var selection: BackendSelector.Strategy = .maglev()

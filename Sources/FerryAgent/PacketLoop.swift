@@ -210,18 +210,33 @@ final class PacketLoop: @unchecked Sendable {
         let header: VirtioNetHeader? = options.vnetHeader ? (vnet ?? VirtioNetHeader.none) : nil
         if ring.enqueue(copying: bytes, vnet: header) {
             txFrames[i] &+= 1
-        } else {
-            // Full: count and drop, never spin (the TX ring is flushed every batch).
-            txRingFull[i] &+= 1
-            pipeline.counters.byReason[Int(DropReason.txRingFull.rawValue)] &+= 1
+            return
         }
+        // Full: hand what is queued to the kernel now (one send(); on veth the frames are
+        // delivered before it returns, freeing their slots) and try once more. Still full:
+        // count and drop, never spin. A vnet ring's slots are sized for 64 KB GSO frames,
+        // so it holds fewer frames than a receive batch.
+        if ring.pendingTransmits > 0 {
+            ring.flush()
+            if ring.enqueue(copying: bytes, vnet: header) {
+                txFrames[i] &+= 1
+                return
+            }
+        }
+        txRingFull[i] &+= 1
+        pipeline.counters.byReason[Int(DropReason.txRingFull.rawValue)] &+= 1
     }
 
     private func serveCommands(now: Timestamp) {
+        // Swap the queue out: no copy, and nothing allocated when it is empty (the common
+        // case, once per batch).
         let pending: [LoopCommand] = commands.withLock { c in
-            defer { c.removeAll(keepingCapacity: true) }
-            return c
+            if c.isEmpty { return [] }
+            let taken = c
+            c = []
+            return taken
         }
+        if pending.isEmpty { return }
         for c in pending {
             switch c {
             case .purgeUDP(let removed):

@@ -21,7 +21,8 @@ import FerryPacket
 ///   from the previous one (the kernel also restarts from another offset), so a crowded
 ///   stretch of the range does not fail a flow while other stretches are free.
 /// - A port is free when no entry in the table owns the candidate reply tuple (as either
-///   of its tuples). With `now`, an expired owner is removed and its port reused.
+///   of its tuples). With `now`, an expired owner is removed and its port reused, and so is
+///   a TCP owner in TIME_WAIT or CLOSE (the kernel's nf_nat_used_tuple_harder).
 /// - When no probe finds a free port it returns nil and counts `exhausted`; the caller
 ///   drops the packet with its own reason.
 ///
@@ -41,6 +42,8 @@ public struct SNATPortAllocator: Sendable {
         public var exhausted: UInt64 = 0
         /// Candidate ports examined, over all requests.
         public var probes: UInt64 = 0
+        /// Ports taken over from TCP entries in TIME_WAIT or CLOSE.
+        public var reusedClosing: UInt64 = 0
         public init() {}
     }
 
@@ -88,8 +91,25 @@ public struct SNATPortAllocator: Sendable {
                 candidate.destinationPort = port
                 if candidate.protocol == .icmp { candidate.sourcePort = port }
                 counters.probes &+= 1
-                let taken: Bool
-                if let now { taken = table.lookup(candidate, now: now) != nil } else { taken = table.contains(candidate) }
+                var taken: Bool
+                if let now, let hit = table.lookup(candidate, now: now) {
+                    // A TCP entry in TIME_WAIT or CLOSE gives its port up to a new flow, as
+                    // the kernel's nf_nat_used_tuple_harder does: the backend accepts a new
+                    // SYN on a TIME_WAIT socket, and without this a backend behind one node
+                    // address could take only |range| / 120 s new masqueraded connections.
+                    let state = table[entry: hit.entry].state
+                    if state == .timeWait || state == .close {
+                        table.remove(entry: hit.entry)
+                        counters.reusedClosing &+= 1
+                        taken = false
+                    } else {
+                        taken = true
+                    }
+                } else if now == nil {
+                    taken = table.contains(candidate)
+                } else {
+                    taken = false
+                }
                 if !taken {
                     counters.allocated &+= 1
                     return port

@@ -143,6 +143,24 @@ struct SNATPortAllocatorTests {
         #expect(snat.counters.probes < 3000 * 2)
     }
 
+    @Test("a port held by a TCP entry in TIME_WAIT is taken over by a new flow (nf_nat_used_tuple_harder); an ESTABLISHED one is not")
+    func timeWaitPortsAreReused() {
+        let table = ConntrackTable(capacity: 64)
+        var snat = SNATPortAllocator(range: 20_000...20_007)
+        for (i, port) in (UInt16(20_000)...20_007).enumerated() {
+            let (o, r) = masqueradedFlow(i, port: port)
+            _ = table.insert(original: o, reply: r, now: now, initialState: i == 3 ? .timeWait : .established)
+        }
+        let p = snat.allocate(replyTemplate: template(), table: table, now: now, flow: masqueradedFlow(50, port: 0).0)
+        #expect(p == 20_003)
+        #expect(snat.counters.reusedClosing == 1)
+        #expect(table.count == 7)
+        // Every other port is ESTABLISHED: the next flow is refused.
+        let (o, r) = masqueradedFlow(50, port: 20_003)
+        _ = table.insert(original: o, reply: r, now: now, initialState: .established)
+        #expect(snat.allocate(replyTemplate: template(), table: table, now: now, flow: masqueradedFlow(51, port: 0).0) == nil)
+    }
+
     @Test("ICMP echo: the allocated identifier is both ports of the reply tuple")
     func icmpIdentifier() {
         let table = ConntrackTable(capacity: 8)
