@@ -22,12 +22,12 @@ import statistics
 import sys
 
 REFERENCE = "nftables"
-ORDER = ["forward", "iptables", "nftables", "ferry", "ferry-v2"]
+ORDER = ["forward", "iptables", "nftables", "ferry", "ferry-v2", "ferry-v3"]
 COLORS = {"forward": "#7f7f7f", "iptables": "#1f77b4", "nftables": "#2ca02c",
-          "ferry": "#d62728", "ferry-v2": "#ff7f0e"}
+          "ferry": "#d62728", "ferry-v2": "#ff7f0e", "ferry-v3": "#9467bd"}
 LABELS = {"forward": "kernel forward (no NAT)", "iptables": "kernel iptables DNAT",
-          "nftables": "kernel nftables DNAT", "ferry": "Ferry (TPACKET_V3)",
-          "ferry-v2": "Ferry (--ring v2)"}
+          "nftables": "kernel nftables DNAT", "ferry": "Ferry (defaults)",
+          "ferry-v2": "Ferry (--ring v2)", "ferry-v3": "Ferry (--ring v3)"}
 
 # (test, variant, metric, row label, higher is better)
 ROWS = [
@@ -113,7 +113,7 @@ def goals(summary, g):
         out.append({"goal": name, "datapath": dp, "against": ref_dp, "ratio": r, "bound": "%s %.1fx" % (op, bound),
                     "met": ok})
 
-    for dp in ("ferry", "ferry-v2"):
+    for dp in ("ferry", "ferry-v2", "ferry-v3"):
         ratio_goal("pps at 65,536 flows >= 1.0x kernel nftables", "pps", "65536flows", "pps", dp, "nftables", ">=", 1.0)
         ratio_goal("UDP latency p50 <= 2x nftables (light)", "latency", "udp-light", "p50", dp, "nftables", "<=", 2.0)
         ratio_goal("TCP latency p50 <= 2x nftables (light)", "latency", "tcp-light", "p50", dp, "nftables", "<=", 2.0)

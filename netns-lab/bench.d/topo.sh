@@ -150,9 +150,11 @@ dp_on() {
     iptables | nftables)
         nsx "$NS_N" sysctl -qw net.ipv4.ip_forward=1
         "$LAB_DIR/lib/kube-rules.sh" apply "$dp" "$desc" node1 "$NS_N" --save "$ST/cfg/rules.$dp" ;;
-    ferry | ferry-v2)
+    ferry | ferry-v2 | ferry-v3)
+        # "ferry" is the agent as it ships (its default ring); the others name the ring.
         local extra=()
         [[ $dp == ferry-v2 ]] && extra=(--ring v2)
+        [[ $dp == ferry-v3 ]] && extra=(--ring v3)
         agent_start "$desc" "${extra[@]}" "$@" ;;
     *) die "unknown datapath $dp" ;;
     esac
@@ -161,7 +163,7 @@ dp_on() {
 dp_off() {
     local dp=$1
     case $dp in
-    ferry | ferry-v2) agent_stop ;;
+    ferry*) agent_stop ;;
     esac
     # Nothing of one datapath may stay for the next: no table (an empty iptables-nft
     # nat table alone would keep conntrack on for "forward"), no conntrack entry.
