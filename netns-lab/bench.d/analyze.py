@@ -170,6 +170,13 @@ def table_md(results, dps):
                      m.get("mem_kib", 0) / 1048576, m.get("kernel"), m.get("iptables"),
                      " ".join(m.get("loadavg", [])), " ".join(results.get("machine_end", {}).get("loadavg", [])),
                      m.get("ferry_commit", "?"), m.get("rounds", 0), m.get("duration_s", 0), " (quick)" if m.get("quick") else ""))
+    phase = results.get("machine_end", {}).get("phase", "")
+    if "interrupted" in phase:
+        lines.append("")
+        lines.append("**This run was %s.** Rounds after the signal are missing; each cell's count of "
+                     "rounds is in results.json." % phase.split(" (")[0].replace("end (", "").strip()
+                     if False else "**This run did not finish:** %s. Figures with fewer rounds are in "
+                     "results.json (`n`)." % phase[phase.find("(") + 1:].rstrip(")"))
     lines.append("")
     lines.append("Each cell: median over rounds (min–max), then × the median per-round ratio to kernel nftables. "
                  "↑ higher is better, ↓ lower is better.")
