@@ -39,7 +39,8 @@ public final class Agent: @unchecked Sendable {
         node = NodeIdentity(name: options.nodeName, nodePortAddresses: options.nodePortAddresses)
         do {
             sync = try ServiceSync(path: options.configPath, node: node, strategy: options.selection,
-                                   clusterCIDRs: options.clusterCIDRs, masqueradeAll: options.masqueradeAll)
+                                   clusterCIDRs: options.clusterCIDRs, masqueradeAll: options.masqueradeAll,
+                                   executor: .concurrent)
         } catch {
             for d in error.diagnostics { logger.error("\(d)") }
             throw AgentError(description: "\(options.configPath): \(error.diagnostics.count) error(s); fix the file and start again (`ferry validate` lists them)")
