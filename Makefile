@@ -42,10 +42,11 @@ unit-test: deps
 	$(SWIFT) test $(SWIFT_FLAGS)
 
 # The lab twice: pods on point-to-point veths (Calico/Cilium's shape) and on a bridge
-# (the bridge CNI's shape); the agent learns either from netlink.
+# (the bridge CNI's shape); the agent learns either from netlink. The second run's
+# agents busy-poll their rings (--busy-poll), so every check also drives that loop.
 e2e-test: deps build
 	FERRY_BIN=$(CURDIR)/$(FERRY_DEBUG) netns-lab/e2e --dataplane ferry --pod-network bridge
-	FERRY_BIN=$(CURDIR)/$(FERRY_DEBUG) netns-lab/e2e --dataplane ferry --pod-network p2p
+	FERRY_BIN=$(CURDIR)/$(FERRY_DEBUG) FERRY_AGENT_ARGS="--busy-poll 50" netns-lab/e2e --dataplane ferry --pod-network p2p
 
 demo: deps build
 	FERRY_BIN=$(CURDIR)/$(FERRY_DEBUG) netns-lab/demo

@@ -186,11 +186,8 @@ public final class Agent: @unchecked Sendable {
             // Hand over: save conntrack (remaining lifetimes, so the next process rebases them
             // on its own clock) and the namespace's original settings, and leave the namespace
             // changes in place for the next agent.
-            let box = Locked<[ConntrackRecord]>([])
-            let sem = DispatchSemaphore(value: 0)
-            loop.submit(.exportConntrack(reply: { r in box.withLock { $0 = r }; sem.signal() }))
-            if sem.wait(timeout: .now() + 2) == .success {
-                let h = AgentHandover(conntrack: box.current,
+            if let records: [ConntrackRecord] = loop.request({ .exportConntrack(reply: $0) }) {
+                let h = AgentHandover(conntrack: records,
                                       sysctls: kernel.originals.map { AgentHandover.Sysctl(name: $0.0, value: $0.1) })
                 if let data = try? JSONEncoder().encode(h), FileManager.default.createFile(atPath: path, contents: data) {
                     logger.info("saved \(h.conntrack.count) conntrack entries to \(path) for the next agent")

@@ -12,14 +12,11 @@ extension Agent {
         case .services:
             return (try? enc.encode(serviceListing())) ?? Data()
         case .conntrack:
-            let box = Locked<([ConntrackEntry], Timestamp)>(([], .zero))
-            let sem = DispatchSemaphore(value: 0)
-            loop.submit(.listConntrack(limit: req.limit ?? 1000, reply: { rows, now in
-                box.withLock { $0 = (rows, now) }
-                sem.signal()
-            }))
-            guard sem.wait(timeout: .now() + 2) == .success else { return busy() }
-            let (rows, now) = box.current
+            let limit = req.limit ?? 1000
+            let answer: ([ConntrackEntry], Timestamp)? = loop.request { reply in
+                .listConntrack(limit: limit, reply: { rows, now in reply((rows, now)) })
+            }
+            guard let (rows, now) = answer else { return busy() }
             let stats = statistics(loop: loop)
             return (try? enc.encode(Agent.conntrackListing(rows, now: now, count: stats?.conntrackCount ?? rows.count,
                                                             capacity: stats?.conntrackCapacity ?? 0))) ?? Data()
@@ -34,11 +31,7 @@ extension Agent {
     }
 
     func statistics(loop: PacketLoop) -> LoopStatistics? {
-        let box = Locked<LoopStatistics?>(nil)
-        let sem = DispatchSemaphore(value: 0)
-        loop.submit(.statistics(reply: { s in box.withLock { $0 = s }; sem.signal() }))
-        guard sem.wait(timeout: .now() + 2) == .success else { return nil }
-        return box.current
+        loop.request { .statistics(reply: $0) }
     }
 
     func serviceListing() -> ServiceListing {

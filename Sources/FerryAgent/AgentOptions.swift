@@ -23,6 +23,11 @@ public struct AgentOptions: Sendable {
     public var ring: RingKind = .v2
     public var ringTimeoutMs = 1
     public var vnetHeader = true
+    /// Keep polling the rings, without sleeping, for this long after the last frame
+    /// (0: sleep in poll() as soon as the rings are empty). Trades a core's idle time for
+    /// the wake-up a sleeping thread pays per packet; what the kernel's `net.core.busy_poll`
+    /// does for sockets. Off by default: while traffic keeps coming it holds a core busy.
+    public var busyPollMicroseconds = 0
     public var selection: BackendSelector.Strategy = .maglev()
     /// Where conntrack entries are saved on a clean exit and restored at start, so an
     /// upgraded agent keeps live flows (nil: not kept).

@@ -82,6 +82,19 @@ final class PacketLoop: @unchecked Sendable {
         wake = try EventFD()
     }
 
+    /// Submits a command that the packet thread answers through `reply`, and waits up to
+    /// `timeout` seconds for that answer (nil if the loop did not answer in time).
+    func request<T>(timeout: Double = 2, _ command: (_ reply: @escaping @Sendable (T) -> Void) -> LoopCommand) -> T? {
+        let box = Locked<T?>(nil)
+        let answered = DispatchSemaphore(value: 0)
+        submit(command { value in
+            box.withLock { $0 = value }
+            answered.signal()
+        })
+        guard answered.wait(timeout: .now() + timeout) == .success else { return nil }
+        return box.current
+    }
+
     func submit(_ c: LoopCommand) {
         commands.withLock { $0.append(c) }
         wake.signal()
@@ -111,7 +124,7 @@ final class PacketLoop: @unchecked Sendable {
                 rings[index] = try PacketRing(interfaceIndex: index, configuration: ringConfiguration())
                 let name = state.interfaces[InterfaceIndex(index)]?.name ?? "if\(index)"
                 counters[index, default: InterfaceCounters()].name = name
-                logger.info("forwarding on \(name) (ifindex \(index)), ring \(options.ring.rawValue), vnet header \(options.vnetHeader ? "on" : "off")")
+                logger.info("forwarding on \(name) (ifindex \(index)), ring \(options.ring.rawValue), vnet header \(options.vnetHeader ? "on" : "off")\(options.busyPollMicroseconds > 0 ? ", busy poll \(options.busyPollMicroseconds) µs" : "")")
             } catch {
                 logger.error("cannot open a packet ring on ifindex \(index): \(error)")
             }
@@ -130,6 +143,9 @@ final class PacketLoop: @unchecked Sendable {
         var poller = Poller(capacity: 16)
         var pollGeneration: UInt64 = .max
         var noTrace = NoTrace()
+        let busyPollNs = UInt64(max(options.busyPollMicroseconds, 0)) * 1000
+        var lastFrameNs: UInt64 = 0
+        var lastHousekeepingNs: UInt64 = 0
         while !stopRequested.current {
             // A new snapshot is picked up between batches, never within one.
             let latest = published.current
@@ -146,11 +162,18 @@ final class PacketLoop: @unchecked Sendable {
                 for r in ringOrder { _ = poller.add(r.receiveDescriptor) }
                 pollGeneration = ringGeneration
             }
-            // 100 ms bounds how late conntrack expiry and commands can be at idle.
-            _ = try? poller.wait(timeoutMilliseconds: 100)
-            _ = wake.drain()
+            // Sleep until a ring or the command queue has something, unless busy polling
+            // and a frame came within the window: then look at the rings' status words
+            // again straight away (no system call). 100 ms bounds how late conntrack
+            // expiry and commands can be at idle.
+            if busyPollNs == 0 || MonotonicClock.now() &- lastFrameNs > busyPollNs {
+                _ = try? poller.wait(timeoutMilliseconds: 100)
+                _ = wake.drain()
+            }
 
-            let now = Timestamp(nanoseconds: MonotonicClock.now())
+            let nowNs = MonotonicClock.now()
+            let now = Timestamp(nanoseconds: nowNs)
+            var received: UInt64 = 0
             for ring in ringOrder {
                 let ifindex = ring.interfaceIndex
                 var rxFrames: UInt64 = 0, rxBytes: UInt64 = 0, truncated: UInt64 = 0
@@ -176,6 +199,7 @@ final class PacketLoop: @unchecked Sendable {
                         break
                     }
                 }
+                received &+= rxFrames
                 if rxFrames > 0 {
                     counters[ifindex, default: InterfaceCounters()].rxFrames &+= rxFrames
                     counters[ifindex, default: InterfaceCounters()].rxBytes &+= rxBytes
@@ -183,6 +207,13 @@ final class PacketLoop: @unchecked Sendable {
                 }
             }
             for ring in ringOrder where ring.pendingTransmits > 0 { ring.flush() }
+            if received > 0 {
+                lastFrameNs = nowNs
+            } else if busyPollNs > 0 && nowNs &- lastHousekeepingNs < 100_000 {
+                // An empty spin: the housekeeping below waits for a batch, or 100 µs.
+                continue
+            }
+            lastHousekeepingNs = nowNs
             batches &+= 1
 
             pipeline.neighbourRequests.drain { interface, address in

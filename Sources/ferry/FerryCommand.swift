@@ -80,6 +80,9 @@ struct AgentCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Use PACKET_VNET_HDR so GSO super-frames and partial checksums pass whole.")
     var vnetHeader = true
 
+    @Option(name: .customLong("busy-poll"), help: "Microseconds to keep polling the rings without sleeping after the last frame (0: off). Lower latency under load for a core kept busy while traffic flows.")
+    var busyPoll: Int = 0
+
     @Option(name: .customLong("selection"), help: "Backend selection: maglev or random.")
     var selection: String = "maglev"
 
@@ -110,6 +113,8 @@ struct AgentCommand: ParsableCommand {
         o.ring = r
         o.ringTimeoutMs = ringTimeoutMs
         o.vnetHeader = vnetHeader
+        guard (0...1_000_000).contains(busyPoll) else { throw ValidationError("--busy-poll takes 0 to 1000000 microseconds") }
+        o.busyPollMicroseconds = busyPoll
         o.conntrackStatePath = conntrackState
         switch selection {
         case "maglev": o.selection = .maglev()

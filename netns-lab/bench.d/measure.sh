@@ -41,6 +41,18 @@ bench_pids() {
 # recorded raw: other work on a shared machine lands here too.
 stat_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
+# Per-CPU "busy total" jiffies, one CPU a line, for cpu_busy_json.
+stat_cpus() { awk '/^cpu[0-9]/{b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6}' /proc/stat; }
+
+# BEFORE AFTER (two stat_cpus outputs) -> {"cpu0":0.97,"cpu1":0.55}: the busy share of
+# each CPU between them. Whether a window left a CPU idle explains a latency: a
+# ping-pong that has to wait for a busy CPU, or one that pays an idle CPU's wake-up.
+cpu_busy_json() {
+    paste -d' ' <(printf '%s\n' "$1") <(printf '%s\n' "$2") | awk '
+        { db = $3 - $1; dt = $4 - $2; s = s (NR > 1 ? "," : "") sprintf("\"cpu%d\":%.2f", NR - 1, dt > 0 ? db / dt : 0) }
+        END { print "{" s "}" }'
+}
+
 trafgen_cfg() { # FLOWS DATAPATH [SRC_BASE] -> path of the config
     local flows=$1 dp=$2 base=${3:-10.244.2.16}
     local dst port f
@@ -131,9 +143,11 @@ measure_latency() {
     local args=(ping-pong -i "$target" -p 11111 -t "$DURATION" -m 64)
     [[ $proto == tcp ]] && args+=(--tcp)
     out=$ST/logs/sockperf-$ROUND-$DP-$variant.log
-    local before=0
+    local before=0 cpus0 cpus1
     [[ $load != 0 ]] && before=$(backend_rx)
+    cpus0=$(stat_cpus)
     ip netns exec "$NS_C" timeout $((DURATION + 20)) sockperf "${args[@]}" >"$out" 2>&1 || true
+    cpus1=$(stat_cpus)
     local bg=0
     [[ $load != 0 ]] && bg=$(($(backend_rx) - before))
     trafgen_stop
@@ -147,7 +161,8 @@ measure_latency() {
         local v
         v=$(awk -v q="${p%%:*}" '$0 ~ "percentile " q " =" {print $NF}' "$out" | tail -n1)
         [[ -n $v ]] || { log "  sockperf gave no percentile ${p%%:*} ($out)"; continue; }
-        emit latency "$variant" "${p##*:}" "$v" us "$(printf '{"load_pps":%d,"background_received":%d}' "$load" "$bg")"
+        emit latency "$variant" "${p##*:}" "$v" us "$(printf '{"load_pps":%d,"background_received":%d,"cpu_busy":%s}' \
+            "$load" "$bg" "$(cpu_busy_json "$cpus0" "$cpus1")")"
     done
 }
 

@@ -150,11 +150,13 @@ dp_on() {
     iptables | nftables)
         nsx "$NS_N" sysctl -qw net.ipv4.ip_forward=1
         "$LAB_DIR/lib/kube-rules.sh" apply "$dp" "$desc" node1 "$NS_N" --save "$ST/cfg/rules.$dp" ;;
-    ferry | ferry-v2 | ferry-v3)
-        # "ferry" is the agent as it ships (its default ring); the others name the ring.
+    ferry | ferry-v2 | ferry-v3 | ferry-busypoll)
+        # "ferry" is the agent as it ships (its default ring); the others name the ring,
+        # or turn on busy polling (50 µs after the last frame).
         local extra=()
         [[ $dp == ferry-v2 ]] && extra=(--ring v2)
         [[ $dp == ferry-v3 ]] && extra=(--ring v3)
+        [[ $dp == ferry-busypoll ]] && extra=(--busy-poll 50)
         agent_start "$desc" "${extra[@]}" "$@" ;;
     *) die "unknown datapath $dp" ;;
     esac
