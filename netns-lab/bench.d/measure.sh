@@ -140,6 +140,7 @@ measure_latency() {
         trafgen_start "$(trafgen_cfg 65536 "$DP")" -b "${load}pps"
         sleep 1
     fi
+    sockperf_server "$proto"
     local args=(ping-pong -i "$target" -p 11111 -t "$DURATION" -m 64)
     [[ $proto == tcp ]] && args+=(--tcp)
     out=$ST/logs/sockperf-$ROUND-$DP-$variant.log

@@ -41,6 +41,31 @@ bench_bg() { # name ns logfile cmd...
     echo $! >"$ST/pids/$name"
 }
 
+# A fresh sockperf server for PROTO (udp|tcp), listening before this returns. The TCP
+# server blocks in recvfrom() on one connection at a time: a connection whose FIN was
+# lost (the datapath changed under it between two tests) keeps it from ever serving the
+# next client, so every latency test starts its own.
+sockperf_server() {
+    local proto=$1 pidf=$ST/pids/sockperf-$1 i
+    if [[ -f $pidf ]]; then
+        kill "$(cat "$pidf")" 2>/dev/null || true
+        for i in $(seq 50); do kill -0 "$(cat "$pidf")" 2>/dev/null || break; sleep 0.05; done
+    fi
+    local args=(sockperf server -i 0.0.0.0 -p 11111)
+    [[ $proto == tcp ]] && args+=(--tcp)
+    ip netns exec "$NS_B" setsid "${args[@]}" </dev/null >>"$ST/logs/sockperf-$proto.log" 2>&1 &
+    echo $! >"$pidf"
+    for i in $(seq 100); do
+        if [[ $proto == tcp ]]; then
+            ip netns exec "$NS_B" ss -Hltn 'sport = :11111' | grep -q . && return 0
+        else
+            ip netns exec "$NS_B" ss -Hlun 'sport = :11111' | grep -q . && return 0
+        fi
+        sleep 0.02
+    done
+    log "  sockperf $proto server did not start listening (see $ST/logs/sockperf-$proto.log)"
+}
+
 topo_up() {
     # Generator configs name this topology's MACs: never reuse another run's.
     rm -rf "$ST"
@@ -85,8 +110,8 @@ table netdev bench {
 }
 NFT
     # Servers for the latency, throughput and connection-rate tests.
-    bench_bg sockperf-udp "$NS_B" "$ST/logs/sockperf-udp.log" sockperf server -i 0.0.0.0 -p 11111
-    bench_bg sockperf-tcp "$NS_B" "$ST/logs/sockperf-tcp.log" sockperf server --tcp -i 0.0.0.0 -p 11111
+    sockperf_server udp
+    sockperf_server tcp
     bench_bg iperf3 "$NS_B" "$ST/logs/iperf3.log" iperf3 -s -p 5201
     mkdir -p "$ST/nginx"
     cat >"$ST/nginx/nginx.conf" <<NGINX
