@@ -54,7 +54,10 @@ enum LoopCommand: @unchecked Sendable {
 /// pipeline on every frame in place, forwarded frames copied once into the egress TX
 /// ring, one flush per ring per batch.
 final class PacketLoop: @unchecked Sendable {
-    static let batchSize = 256
+    /// Frames taken from one ring before what they produced is sent: small enough that a
+    /// frame does not wait behind a long batch (its own ring's, or another ring's) to be
+    /// sent, large enough that one send() carries many frames under load.
+    static let batchSize = 64
     private let options: AgentOptions
     private let published: Locked<ForwardingState>
     private let commands = Locked<[LoopCommand]>([])
@@ -68,6 +71,9 @@ final class PacketLoop: @unchecked Sendable {
     /// Per-packet TX counters by ifindex, dense; folded into `counters` for reports.
     private var txFrames: [UInt64] = []
     private var txRingFull: [UInt64] = []
+    /// Ifindexes of rings holding frames not yet handed to the kernel, in first-enqueue
+    /// order; capacity kept for every ring, so appending never allocates.
+    private var dirty: [Int32] = []
     private var counters: [Int32: InterfaceCounters] = [:]
     private var ringGeneration: UInt64 = .max
     private let logger: Logger
@@ -132,6 +138,7 @@ final class PacketLoop: @unchecked Sendable {
         ringOrder = rings.keys.sorted().compactMap { rings[$0] }
         let size = Int((rings.keys.max() ?? 0) + 1)
         ringByIndex = (0..<size).map { rings[Int32($0)] }
+        dirty.reserveCapacity(ringOrder.count)
         if txFrames.count < size {
             txFrames += [UInt64](repeating: 0, count: size - txFrames.count)
             txRingFull += [UInt64](repeating: 0, count: size - txRingFull.count)
@@ -200,12 +207,15 @@ final class PacketLoop: @unchecked Sendable {
                     }
                 }
                 received &+= rxFrames
+                // What this ring's batch produced leaves now, before the next ring's batch.
+                flushDirty()
                 if rxFrames > 0 {
                     counters[ifindex, default: InterfaceCounters()].rxFrames &+= rxFrames
                     counters[ifindex, default: InterfaceCounters()].rxBytes &+= rxBytes
                     counters[ifindex, default: InterfaceCounters()].truncated &+= truncated
                 }
             }
+            // Frames a failed send() left queued (flushDirty forgot their ring) go now.
             for ring in ringOrder where ring.pendingTransmits > 0 { ring.flush() }
             if received > 0 {
                 lastFrameNs = nowNs
@@ -241,6 +251,7 @@ final class PacketLoop: @unchecked Sendable {
         let header: VirtioNetHeader? = options.vnetHeader ? (vnet ?? VirtioNetHeader.none) : nil
         if ring.enqueue(copying: bytes, vnet: header) {
             txFrames[i] &+= 1
+            if ring.pendingTransmits == 1 { dirty.append(egress) }
             return
         }
         // Full: hand what is queued to the kernel now (one send(); on veth the frames are
@@ -256,6 +267,14 @@ final class PacketLoop: @unchecked Sendable {
         }
         txRingFull[i] &+= 1
         pipeline.counters.byReason[Int(DropReason.txRingFull.rawValue)] &+= 1
+    }
+
+    /// Hands every ring's queued frames to the kernel (one send() each).
+    @inline(__always)
+    private func flushDirty() {
+        if dirty.isEmpty { return }
+        for i in dirty { ringByIndex[Int(i)]?.flush() }
+        dirty.removeAll(keepingCapacity: true)
     }
 
     private func serveCommands(now: Timestamp) {
