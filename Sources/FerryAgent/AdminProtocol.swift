@@ -69,6 +69,8 @@ public struct StatsListing: Codable, Sendable {
         public var index: Int32
         public var rxFrames: UInt64
         public var rxBytes: UInt64
+        /// Dropped by the kernel for want of room in the RX ring: never seen by the agent.
+        public var rxRingFull: UInt64
         public var txFrames: UInt64
         public var txRingFull: UInt64
         public var sendErrors: UInt64

@@ -85,7 +85,7 @@ extension Agent {
         let state = publishedState
         let interfaces = s.interfaces.sorted { $0.key < $1.key }.map { i, c in
             StatsListing.InterfaceRow(name: state.interfaces[InterfaceIndex(i)]?.name ?? c.name, index: i,
-                                      rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames,
+                                      rxFrames: c.rxFrames, rxBytes: c.rxBytes, rxRingFull: c.rxRingFull, txFrames: c.txFrames,
                                       txRingFull: c.txRingFull, sendErrors: c.sendErrors, truncated: c.truncated)
         }
         var drops: [StatsListing.DropRow] = []

@@ -23,6 +23,9 @@ struct InterfaceCounters: Sendable {
     var rxFrames: UInt64 = 0
     var rxBytes: UInt64 = 0
     var truncated: UInt64 = 0
+    /// Frames the kernel dropped because this interface's RX ring was full
+    /// (PACKET_STATISTICS tp_drops): they never reached the agent.
+    var rxRingFull: UInt64 = 0
     var txFrames: UInt64 = 0
     var txRingFull: UInt64 = 0
     var sendErrors: UInt64 = 0
@@ -300,6 +303,8 @@ final class PacketLoop: @unchecked Sendable {
                 var s = LoopStatistics()
                 s.pipeline = pipeline.counters
                 for (i, r) in rings {
+                    r.collectKernelStatistics()
+                    counters[i, default: InterfaceCounters()].rxRingFull = r.statistics.kernelDrops
                     counters[i, default: InterfaceCounters()].sendErrors = r.statistics.sendErrors
                     if Int(i) < txFrames.count {
                         counters[i, default: InterfaceCounters()].txFrames = txFrames[Int(i)]

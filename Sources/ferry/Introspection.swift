@@ -85,8 +85,8 @@ struct Stats: ParsableCommand {
         if admin.json { print(String(decoding: raw, as: UTF8.self)); return }
         print("table generation \(s.generation), up \(Int(s.uptimeSeconds)) s, reloads \(s.reloads) (\(s.reloadFailures) refused)")
         if let e = s.lastReloadError { print("last refused reload: \(e)") }
-        print(renderTable(["INTERFACE", "RX", "RX BYTES", "TX", "TX RING FULL", "SEND ERRORS", "TRUNCATED"],
-                          s.interfaces.map { ["\($0.name) (\($0.index))", "\($0.rxFrames)", "\($0.rxBytes)", "\($0.txFrames)",
+        print(renderTable(["INTERFACE", "RX", "RX BYTES", "RX RING FULL", "TX", "TX RING FULL", "SEND ERRORS", "TRUNCATED"],
+                          s.interfaces.map { ["\($0.name) (\($0.index))", "\($0.rxFrames)", "\($0.rxBytes)", "\($0.rxRingFull)", "\($0.txFrames)",
                                               "\($0.txRingFull)", "\($0.sendErrors)", "\($0.truncated)"] }))
         print("")
         print("received \(s.received)  forwarded \(s.forwarded)  passed to kernel \(s.passed)  rejected \(s.rejected)  dropped \(s.dropped)  new flows \(s.newFlows)")
