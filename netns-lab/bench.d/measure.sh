@@ -41,6 +41,14 @@ bench_pids() {
 # recorded raw: other work on a shared machine lands here too.
 stat_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
+# The agent's RX RING FULL summed over its interfaces (frames the kernel dropped for
+# want of ring space); 0 for the kernel datapaths.
+agent_rx_ring_full() {
+    [[ -n ${AGENT_PID:-} ]] || { echo 0; return; }
+    agent_stats_json | "$PY" -c 'import json,sys
+print(sum(i.get("rxRingFull", 0) for i in json.load(sys.stdin).get("interfaces", [])))' 2>/dev/null || echo 0
+}
+
 # Per-CPU "busy total" jiffies, one CPU a line, for cpu_busy_json.
 stat_cpus() { awk '/^cpu[0-9]/{b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6}' /proc/stat; }
 
@@ -144,11 +152,13 @@ measure_latency() {
     local args=(ping-pong -i "$target" -p 11111 -t "$DURATION" -m 64)
     [[ $proto == tcp ]] && args+=(--tcp)
     out=$ST/logs/sockperf-$ROUND-$DP-$variant.log
-    local before=0 cpus0 cpus1
+    local before=0 cpus0 cpus1 ring0 ring1
     [[ $load != 0 ]] && before=$(backend_rx)
+    ring0=$(agent_rx_ring_full)
     cpus0=$(stat_cpus)
     ip netns exec "$NS_C" timeout $((DURATION + 20)) sockperf "${args[@]}" >"$out" 2>&1 || true
     cpus1=$(stat_cpus)
+    ring1=$(agent_rx_ring_full)
     local bg=0
     [[ $load != 0 ]] && bg=$(($(backend_rx) - before))
     trafgen_stop
@@ -156,7 +166,8 @@ measure_latency() {
     # stalls UDP ping-pong); the count of observations says so in the samples.
     local obs
     obs=$(sed -n 's/.*ReceivedMessages=\([0-9]*\).*/\1/p' "$out" | tail -n1)
-    emit latency "$variant" observations "${obs:-0}" messages "$(printf '{"load_pps":%d}' "$load")"
+    emit latency "$variant" observations "${obs:-0}" messages \
+        "$(printf '{"load_pps":%d,"agent_rx_ring_full":%d}' "$load" "$((ring1 - ring0))")"
     local p
     for p in 50.000:p50 99.000:p99 99.900:p99.9; do
         local v
