@@ -74,8 +74,8 @@ final class PacketLoop: @unchecked Sendable {
     /// Per-packet TX counters by ifindex, dense; folded into `counters` for reports.
     private var txFrames: [UInt64] = []
     private var txRingFull: [UInt64] = []
-    /// Ifindexes of rings holding frames not yet handed to the kernel, in first-enqueue
-    /// order; capacity kept for every ring, so appending never allocates.
+    /// Ifindexes of exactly the rings holding frames not yet handed to the kernel, in
+    /// first-enqueue order; capacity kept for every ring, so appending never allocates.
     private var dirty: [Int32] = []
     private var counters: [Int32: InterfaceCounters] = [:]
     private var ringGeneration: UInt64 = .max
@@ -141,6 +141,8 @@ final class PacketLoop: @unchecked Sendable {
         ringOrder = rings.keys.sorted().compactMap { rings[$0] }
         let size = Int((rings.keys.max() ?? 0) + 1)
         ringByIndex = (0..<size).map { rings[Int32($0)] }
+        // A ring closed with frames a failed send() left queued takes them along.
+        dirty.removeAll { rings[$0] == nil }
         dirty.reserveCapacity(ringOrder.count)
         if txFrames.count < size {
             txFrames += [UInt64](repeating: 0, count: size - txFrames.count)
@@ -218,8 +220,6 @@ final class PacketLoop: @unchecked Sendable {
                     counters[ifindex, default: InterfaceCounters()].truncated &+= truncated
                 }
             }
-            // Frames a failed send() left queued (flushDirty forgot their ring) go now.
-            for ring in ringOrder where ring.pendingTransmits > 0 { ring.flush() }
             if received > 0 {
                 lastFrameNs = nowNs
             } else if busyPollNs > 0 && nowNs &- lastHousekeepingNs < 100_000 {
@@ -267,17 +267,21 @@ final class PacketLoop: @unchecked Sendable {
                 txFrames[i] &+= 1
                 return
             }
+            // Emptied, yet the next slot is still the kernel's: the ring leaves the list
+            // (error path only), which keeps it exact.
+            if ring.pendingTransmits == 0 { dirty.removeAll { $0 == egress } }
         }
         txRingFull[i] &+= 1
         pipeline.counters.byReason[Int(DropReason.txRingFull.rawValue)] &+= 1
     }
 
-    /// Hands every ring's queued frames to the kernel (one send() each).
+    /// Hands every ring's queued frames to the kernel (one send() each). A ring whose
+    /// send() left frames queued stays listed, and is tried again after the next batch.
     @inline(__always)
     private func flushDirty() {
         if dirty.isEmpty { return }
         for i in dirty { ringByIndex[Int(i)]?.flush() }
-        dirty.removeAll(keepingCapacity: true)
+        dirty.removeAll { (ringByIndex[Int($0)]?.pendingTransmits ?? 0) == 0 }
     }
 
     private func serveCommands(now: Timestamp) {
