@@ -91,24 +91,24 @@ public struct SNATPortAllocator: Sendable {
                 candidate.destinationPort = port
                 if candidate.protocol == .icmp { candidate.sourcePort = port }
                 counters.probes &+= 1
-                var taken: Bool
-                if let now, let hit = table.lookup(candidate, now: now) {
-                    // A TCP entry in TIME_WAIT or CLOSE gives its port up to a new flow, as
-                    // the kernel's nf_nat_used_tuple_harder does: the backend accepts a new
-                    // SYN on a TIME_WAIT socket, and without this a backend behind one node
-                    // address could take only |range| / 120 s new masqueraded connections.
-                    let state = table[entry: hit.entry].state
-                    if state == .timeWait || state == .close {
-                        table.remove(entry: hit.entry)
-                        counters.reusedClosing &+= 1
-                        taken = false
+                let taken: Bool
+                if let now {
+                    if let hit = table.lookup(candidate, now: now) {
+                        // A TCP entry in TIME_WAIT or CLOSE gives its port up to a new flow, as
+                        // the kernel's nf_nat_used_tuple_harder does: the backend accepts a new
+                        // SYN on a TIME_WAIT socket, and without this a backend behind one node
+                        // address could take only |range| / 120 s new masqueraded connections.
+                        let state = table[entry: hit.entry].state
+                        taken = state != .timeWait && state != .close
+                        if !taken {
+                            table.remove(entry: hit.entry)
+                            counters.reusedClosing &+= 1
+                        }
                     } else {
-                        taken = true
+                        taken = false
                     }
-                } else if now == nil {
-                    taken = table.contains(candidate)
                 } else {
-                    taken = false
+                    taken = table.contains(candidate)
                 }
                 if !taken {
                     counters.allocated &+= 1
