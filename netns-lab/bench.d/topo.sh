@@ -34,10 +34,11 @@ bench_ns_create() {
     nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
 }
 
-# Start a long-running helper inside a namespace; its pid goes to $ST/pids/NAME.
+# Start a long-running helper inside a namespace; its pid goes to $ST/pids/NAME. Its
+# output is appended to LOGFILE, so a helper started again keeps its earlier log.
 bench_bg() { # name ns logfile cmd...
     local name=$1 ns=$2 logf=$3; shift 3
-    ip netns exec "$ns" setsid "$@" </dev/null >"$logf" 2>&1 &
+    ip netns exec "$ns" setsid "$@" </dev/null >>"$logf" 2>&1 &
     echo $! >"$ST/pids/$name"
 }
 
@@ -51,16 +52,11 @@ sockperf_server() {
         kill "$(cat "$pidf")" 2>/dev/null || true
         for i in $(seq 50); do kill -0 "$(cat "$pidf")" 2>/dev/null || break; sleep 0.05; done
     fi
-    local args=(sockperf server -i 0.0.0.0 -p 11111)
-    [[ $proto == tcp ]] && args+=(--tcp)
-    ip netns exec "$NS_B" setsid "${args[@]}" </dev/null >>"$ST/logs/sockperf-$proto.log" 2>&1 &
-    echo $! >"$pidf"
+    local args=(sockperf server -i 0.0.0.0 -p 11111) listening=-Hlun
+    if [[ $proto == tcp ]]; then args+=(--tcp); listening=-Hltn; fi
+    bench_bg "sockperf-$proto" "$NS_B" "$ST/logs/sockperf-$proto.log" "${args[@]}"
     for i in $(seq 100); do
-        if [[ $proto == tcp ]]; then
-            ip netns exec "$NS_B" ss -Hltn 'sport = :11111' | grep -q . && return 0
-        else
-            ip netns exec "$NS_B" ss -Hlun 'sport = :11111' | grep -q . && return 0
-        fi
+        ip netns exec "$NS_B" ss "$listening" 'sport = :11111' | grep -q . && return 0
         sleep 0.02
     done
     log "  sockperf $proto server did not start listening (see $ST/logs/sockperf-$proto.log)"
